@@ -1,0 +1,561 @@
+//! The submitter: the single thread that orders, encodes, writes and acknowledges appends.
+//!
+//! Loop: reap finished I/O and publish the durable watermark in log order; pop up to
+//! `DRAIN_BATCH_APPENDS` requests; check each expected version against the stream table (the
+//! single serialization point), give it positions and versions, seal its records into the
+//! current group's buffer; submit the group when the pipeline has room (at once when nothing is
+//! in flight, once it holds `busy_group_bytes_min` bytes otherwise); sleep on the ring when the
+//! queue is empty and I/O is in flight, park when idle.
+//!
+//! Invariants:
+//! - A group is one write, starts on a 4 KiB boundary and is padded with zeros to the next one;
+//!   no block holding records is ever written twice.
+//! - An append lies wholly in one group; groups never span segments.
+//! - Groups are acknowledged (watermark advanced) strictly in submission order, each only once
+//!   it and all earlier groups are durable. A failed write or sync poisons the store: the
+//!   watermark never moves again.
+//! - Before the first write into a new segment, every group of the previous one is durable
+//!   (rollover barrier), so a torn tail can only be in the last segment.
+//! - Buffers (`pool`) are allocated at start; the kernel owns a slot's buffer from submit until
+//!   its completion is reaped, and the pool is dropped only after every completion came back.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::buffer::{round_up_block, AlignedBuf};
+use crate::constants::*;
+use crate::error::{Error, Result};
+use crate::index::{pack_location, GroupLocation};
+use crate::io::{portable::PortableIo, uring::UringIo, Completion, FaultyIo, GroupWrite, IoBackend, Stage};
+use crate::record::{self, GroupHeader};
+use crate::recovery::Recovered;
+use crate::segment::{self, Preparer, PreparerConfig, SegmentHeader};
+use crate::store::{Request, Shared};
+use crate::{platform, Backend, ExpectedVersion, SyncMode};
+
+/// Bookkeeping of one buffer of the pool.
+#[derive(Default, Clone)]
+struct Slot {
+    /// Bytes used: group header plus records.
+    len: usize,
+    first_position: u64,
+    end_position: u64,
+    events: u32,
+    appends: u64,
+    payload_bytes: u64,
+    segment: u64,
+    offset: u64,
+    padded: usize,
+    done: Option<std::result::Result<(), (Stage, i32)>>,
+}
+
+struct ActiveSegment {
+    number: u64,
+    file: File,
+    /// Where the next group starts.
+    write_offset: u64,
+}
+
+struct Submitter {
+    shared: Arc<Shared>,
+    /// Declared before `pool` so it is dropped first: the ring must be gone before the buffers
+    /// it may reference.
+    io: Box<dyn IoBackend>,
+    pool: Vec<AlignedBuf>,
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    /// Submitted slots in log order.
+    in_flight: VecDeque<usize>,
+    /// Submitted slots whose completion has not been reaped.
+    outstanding: usize,
+    current: Option<usize>,
+    segment: Option<ActiveSegment>,
+    preparer: Option<Preparer>,
+    next_position: u64,
+    next_seq: u64,
+    batch: Vec<Arc<Request>>,
+    completions: Vec<Completion>,
+    sync: SyncMode,
+    depth: usize,
+    group_bytes_max: usize,
+    busy_group_bytes_min: usize,
+    segment_bytes: u64,
+}
+
+/// Starts the submitter thread. The I/O backend is created on that thread (io_uring single
+/// issuer); its setup error comes back here.
+pub(crate) fn start(shared: Arc<Shared>, recovered: Recovered) -> Result<JoinHandle<()>> {
+    let (ready_sender, ready_receiver) = std::sync::mpsc::sync_channel::<Result<()>>(1);
+    let thread_shared = shared.clone();
+    let handle = std::thread::Builder::new()
+        .name("evstore-submitter".into())
+        .spawn(move || match Submitter::new(thread_shared.clone(), recovered) {
+            Ok(submitter) => {
+                let _ = ready_sender.send(Ok(()));
+                submitter.run();
+            }
+            Err(e) => {
+                thread_shared.stopped.store(true, Ordering::SeqCst);
+                let _ = ready_sender.send(Err(e));
+            }
+        })
+        .map_err(|e| Error::io("spawning the submitter thread", e))?;
+    let _ = shared.submitter_thread.set(handle.thread().clone());
+    match ready_receiver.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => {
+            let _ = handle.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = handle.join();
+            Err(Error::Poisoned { cause: "the submitter thread died during start".into() })
+        }
+    }
+}
+
+fn make_backend(shared: &Shared, pool: &[AlignedBuf]) -> Result<Box<dyn IoBackend>> {
+    let options = &shared.options;
+    let slots = pool.len();
+    let denied = options.faults.as_ref().and_then(|f| f.io_uring_errno());
+    let uring = || -> std::result::Result<UringIo, i32> {
+        if let Some(errno) = denied {
+            return Err(errno);
+        }
+        let buffers: Vec<(*const u8, usize)> = pool.iter().map(|b| (b.as_ptr(), b.capacity())).collect();
+        UringIo::new(slots, &buffers).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+    };
+    let (backend, chosen): (Box<dyn IoBackend>, Backend) = match options.backend {
+        Backend::Portable => (Box::new(PortableIo::default()), Backend::Portable),
+        Backend::IoUring => match uring() {
+            Ok(ring) => (Box::new(ring), Backend::IoUring),
+            Err(errno) => return Err(Error::IoUringUnavailable { errno }),
+        },
+        Backend::Auto => match uring() {
+            Ok(ring) => (Box::new(ring), Backend::IoUring),
+            Err(errno) => {
+                tracing::warn!(
+                    errno,
+                    error = %std::io::Error::from_raw_os_error(errno),
+                    "io_uring unavailable; falling back to the portable pwrite + fdatasync backend"
+                );
+                (Box::new(PortableIo::default()), Backend::Portable)
+            }
+        },
+    };
+    let _ = shared.backend.set(chosen);
+    Ok(match &options.faults {
+        Some(plan) => Box::new(FaultyIo::new(backend, plan.clone())),
+        None => backend,
+    })
+}
+
+impl Submitter {
+    fn new(shared: Arc<Shared>, recovered: Recovered) -> Result<Submitter> {
+        let options = shared.options.clone();
+        let depth = options.groups_in_flight_max;
+        // One buffer per group in flight, plus the one being filled.
+        let pool: Vec<AlignedBuf> = (0..=depth).map(|_| AlignedBuf::new(options.group_bytes_max)).collect();
+        let io = make_backend(&shared, &pool)?;
+        let segment = match recovered.active {
+            Some(active) => Some(ActiveSegment {
+                number: active.number,
+                file: segment::open_for_write(&segment::segment_path(&shared.dir, active.number), shared.direct)?,
+                write_offset: active.write_offset,
+            }),
+            None => None,
+        };
+        {
+            *shared.index.streams.lock().expect("streams lock") = recovered.streams;
+            *shared.index.groups.write().expect("groups lock") = recovered.groups;
+            *shared.index.segments.write().expect("segments lock") = recovered.segments;
+        }
+        let preparer = Preparer::start(PreparerConfig {
+            dir: shared.dir.clone(),
+            first_number: recovered.next_segment_number,
+            segment_bytes: options.segment_bytes,
+            mode: options.segment_prepare,
+            direct: shared.direct,
+            faults: options.faults.clone(),
+        })?;
+        Ok(Submitter {
+            io,
+            slots: vec![Slot::default(); pool.len()],
+            free: (0..pool.len()).rev().collect(),
+            pool,
+            in_flight: VecDeque::with_capacity(depth),
+            outstanding: 0,
+            current: None,
+            segment,
+            preparer: Some(preparer),
+            next_position: recovered.next_position,
+            next_seq: recovered.next_seq,
+            batch: Vec::with_capacity(DRAIN_BATCH_APPENDS),
+            completions: Vec::with_capacity(depth * 2),
+            sync: options.sync,
+            depth,
+            group_bytes_max: options.group_bytes_max,
+            busy_group_bytes_min: options.busy_group_bytes_min,
+            segment_bytes: options.segment_bytes,
+            shared,
+        })
+    }
+
+    fn poisoned(&self) -> bool {
+        self.shared.poisoned.get().is_some()
+    }
+
+    fn run(mut self) {
+        loop {
+            self.reap(0);
+            if self.poisoned() {
+                break;
+            }
+            let popped = self.pop_batch();
+            if popped > 0 {
+                self.process_batch();
+            }
+            self.maybe_submit(false);
+            if popped > 0 {
+                continue;
+            }
+            if !self.in_flight.is_empty() {
+                // Nothing queued: let the disk work and build the next group meanwhile.
+                self.reap(1);
+            } else if self.current.is_some() {
+                self.maybe_submit(true);
+            } else if self.shared.closing.load(Ordering::SeqCst) && self.shared.queue.is_empty() {
+                break;
+            } else {
+                self.park();
+            }
+        }
+        // The kernel may still hold buffers of the pool: wait for every completion.
+        while self.outstanding > 0 {
+            if !self.reap(1) {
+                break;
+            }
+        }
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        self.shared.wake_waiters(true);
+        if let Some(preparer) = self.preparer.take() {
+            preparer.stop();
+        }
+    }
+
+    fn park(&self) {
+        let shared = &self.shared;
+        shared.submitter_sleeping.store(true, Ordering::SeqCst);
+        if shared.queue.is_empty() && !shared.closing.load(Ordering::SeqCst) {
+            // The timeout is only a safety net; producers unpark us after each push.
+            std::thread::park_timeout(std::time::Duration::from_millis(100));
+        }
+        shared.submitter_sleeping.store(false, Ordering::SeqCst);
+    }
+
+    fn pop_batch(&mut self) -> usize {
+        while self.batch.len() < DRAIN_BATCH_APPENDS {
+            match self.shared.queue.pop() {
+                Some(request) => self.batch.push(request),
+                None => break,
+            }
+        }
+        self.batch.len()
+    }
+
+    /// Whether `bytes` more fit in the current group (or a new one) of the active segment.
+    fn fits(&self, bytes: usize) -> bool {
+        let Some(segment) = &self.segment else { return false };
+        let (len, offset) = match self.current {
+            Some(slot) => (self.slots[slot].len, self.slots[slot].offset),
+            None => (GROUP_HEADER_BYTES, segment.write_offset),
+        };
+        len + bytes <= self.group_bytes_max && offset + round_up_block(len + bytes) as u64 <= self.segment_bytes
+    }
+
+    fn current_slot(&mut self) -> usize {
+        if let Some(slot) = self.current {
+            return slot;
+        }
+        let slot = self.free.pop().expect("a free buffer: at most `depth` are in flight");
+        let segment = self.segment.as_ref().expect("an active segment");
+        self.slots[slot] = Slot {
+            len: GROUP_HEADER_BYTES,
+            first_position: self.next_position,
+            end_position: self.next_position,
+            segment: segment.number,
+            offset: segment.write_offset,
+            ..Slot::default()
+        };
+        self.current = Some(slot);
+        slot
+    }
+
+    fn process_batch(&mut self) {
+        let timestamp_us = platform::now_us();
+        let batch = std::mem::take(&mut self.batch);
+        let shared = self.shared.clone();
+        let mut next = 0;
+        while next < batch.len() && !self.poisoned() {
+            {
+                let mut streams = shared.index.streams.lock().expect("streams lock");
+                while next < batch.len() {
+                    let request = &batch[next];
+                    if !self.fits(request.encoded.len()) {
+                        break;
+                    }
+                    next += 1;
+                    let known = streams.get(request.hash, request.stream()).map(|e| e.locations.len() as u64);
+                    let actual = known.filter(|&n| n > 0).map(|n| n - 1);
+                    let ok = match request.expected {
+                        ExpectedVersion::Any => true,
+                        ExpectedVersion::NoStream => actual.is_none(),
+                        ExpectedVersion::StreamExists => actual.is_some(),
+                        ExpectedVersion::Exact(v) => actual == Some(v),
+                    };
+                    if !ok {
+                        request.fail(Error::WrongExpectedVersion {
+                            stream: String::from_utf8_lossy(request.stream()).into_owned(),
+                            expected: request.expected,
+                            actual,
+                        });
+                        continue;
+                    }
+                    let first_version = known.unwrap_or(0);
+                    if first_version + request.events as u64 > POSITION_MAX {
+                        request.fail(Error::AppendTooLarge {
+                            events: request.events as usize,
+                            size: 0,
+                            max: 0,
+                            events_max: 0,
+                        });
+                        continue;
+                    }
+                    let slot = self.current_slot();
+                    let entry = streams.get_or_insert(request.hash, request.stream());
+                    let meta = &mut self.slots[slot];
+                    let buf = self.pool[slot].as_mut_slice();
+                    let start = meta.len;
+                    let bytes = request.encoded.len();
+                    buf[start..start + bytes].copy_from_slice(&request.encoded);
+                    let first_position = self.next_position;
+                    let mut at = start;
+                    for k in 0..request.events as u64 {
+                        let len = record::seal(&mut buf[at..], first_position + k, first_version + k, timestamp_us);
+                        entry.locations.push(pack_location(meta.segment, meta.offset + at as u64));
+                        at += len;
+                    }
+                    debug_assert_eq!(at, start + bytes);
+                    self.next_position += request.events as u64;
+                    meta.len += bytes;
+                    meta.events += request.events;
+                    meta.end_position = self.next_position;
+                    meta.appends += 1;
+                    meta.payload_bytes += request.payload_bytes;
+                    request.version.store(first_version + request.events as u64 - 1, Ordering::Relaxed);
+                    request.state.store(first_position, Ordering::Release);
+                }
+            }
+            if next < batch.len() {
+                // The next request does not fit: close the group, or move to a new segment.
+                if let Err(error) = self.make_room(batch[next].encoded.len()) {
+                    batch[next].fail(error);
+                    next += 1;
+                }
+            }
+        }
+        // Requests dropped here without an outcome belong to a poisoned store; their tickets
+        // report the poisoning.
+        self.batch = batch;
+        self.batch.clear();
+    }
+
+    fn make_room(&mut self, bytes: usize) -> Result<()> {
+        if self.current.is_some() {
+            while self.in_flight.len() >= self.depth {
+                self.reap(1);
+                if let Some(cause) = self.shared.poisoned.get() {
+                    return Err(Error::Poisoned { cause: cause.clone() });
+                }
+            }
+            self.submit_current();
+        }
+        if !self.fits(bytes) {
+            self.rollover()?;
+        }
+        Ok(())
+    }
+
+    /// Submits the current group if the pipeline policy says so (or `force` and room exists).
+    fn maybe_submit(&mut self, force: bool) {
+        let Some(slot) = self.current else { return };
+        let in_flight = self.in_flight.len();
+        let submit =
+            in_flight == 0 || (in_flight < self.depth && (force || self.slots[slot].len >= self.busy_group_bytes_min));
+        if submit {
+            self.submit_current();
+        }
+    }
+
+    fn submit_current(&mut self) {
+        let Some(slot) = self.current.take() else { return };
+        let segment = self.segment.as_mut().expect("an active segment");
+        let meta = &mut self.slots[slot];
+        let header = GroupHeader {
+            seq: self.next_seq,
+            first_position: meta.first_position,
+            body_bytes: (meta.len - GROUP_HEADER_BYTES) as u32,
+            events: meta.events,
+        };
+        self.next_seq += 1;
+        let padded = round_up_block(meta.len);
+        let buf = self.pool[slot].as_mut_slice();
+        header.encode(&mut buf[..GROUP_HEADER_BYTES]);
+        // The buffer is reused: clear old bytes in the padding so the tail block is clean.
+        buf[meta.len..padded].fill(0);
+        meta.padded = padded;
+        meta.done = None;
+        debug_assert_eq!(meta.offset, segment.write_offset);
+        segment.write_offset = meta.offset + padded as u64;
+        assert!(segment.write_offset <= self.segment_bytes);
+        let write = GroupWrite {
+            slot,
+            fd: segment.file.as_raw_fd(),
+            buf: self.pool[slot].as_ptr(),
+            len: padded,
+            offset: meta.offset,
+        };
+        self.in_flight.push_back(slot);
+        match self.io.submit(write, self.sync) {
+            Ok(()) => self.outstanding += 1,
+            Err(e) => {
+                self.slots[slot].done = Some(Err((Stage::Write, e.raw_os_error().unwrap_or(libc::EIO))));
+            }
+        }
+    }
+
+    /// Reaps completions (blocking for `wait_for`) and publishes what became durable.
+    /// Returns false if the backend itself failed.
+    fn reap(&mut self, wait_for: usize) -> bool {
+        self.completions.clear();
+        let wait_for = wait_for.min(self.outstanding);
+        if let Err(e) = self.io.complete(wait_for, &mut self.completions) {
+            self.shared.poison(format!("the I/O backend failed: {e}"));
+            // We cannot know what the kernel still holds: leak the pool rather than free it.
+            std::mem::forget(std::mem::take(&mut self.pool));
+            self.outstanding = 0;
+            return false;
+        }
+        for completion in &self.completions {
+            self.outstanding -= 1;
+            self.slots[completion.slot].done = Some(completion.result);
+            let synced = completion.synced || (self.sync == SyncMode::Dsync && completion.result.is_ok());
+            if synced {
+                self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let mut published = false;
+        while let Some(&slot) = self.in_flight.front() {
+            let Some(result) = self.slots[slot].done else { break };
+            if let Err((stage, errno)) = result {
+                if !self.poisoned() {
+                    let what = if stage == Stage::Write { "write" } else { "sync" };
+                    self.shared.poison(format!(
+                        "{what} of segment {} at offset {} failed: {}",
+                        self.slots[slot].segment,
+                        self.slots[slot].offset,
+                        std::io::Error::from_raw_os_error(errno)
+                    ));
+                }
+            }
+            if !self.poisoned() {
+                self.publish(slot);
+                published = true;
+            }
+            self.in_flight.pop_front();
+            self.free.push(slot);
+        }
+        if published {
+            self.shared.wake_waiters(false);
+        }
+        true
+    }
+
+    fn publish(&self, slot: usize) {
+        let meta = &self.slots[slot];
+        let shared = &self.shared;
+        shared.index.groups.write().expect("groups lock").push(GroupLocation {
+            first_position: meta.first_position,
+            segment: meta.segment,
+            offset: meta.offset,
+        });
+        let c = &shared.counters;
+        c.events.fetch_add(meta.events as u64, Ordering::Relaxed);
+        c.appends.fetch_add(meta.appends, Ordering::Relaxed);
+        c.groups.fetch_add(1, Ordering::Relaxed);
+        c.disk_bytes.fetch_add(meta.padded as u64, Ordering::Relaxed);
+        c.record_bytes.fetch_add((meta.len - GROUP_HEADER_BYTES) as u64, Ordering::Relaxed);
+        c.payload_bytes.fetch_add(meta.payload_bytes, Ordering::Relaxed);
+        // SeqCst pairs with the waiters' SeqCst increment of `parked` (see store.rs).
+        shared.durable.store(meta.end_position, Ordering::SeqCst);
+    }
+
+    /// Moves to the next prepared segment once every group of the current one is durable.
+    fn rollover(&mut self) -> Result<()> {
+        while !self.in_flight.is_empty() {
+            self.reap(1);
+            if let Some(cause) = self.shared.poisoned.get() {
+                return Err(Error::Poisoned { cause: cause.clone() });
+            }
+        }
+        let preparer = self.preparer.as_ref().expect("preparer runs while the submitter does");
+        let lost = || Error::Poisoned { cause: "the segment preparer thread stopped".into() };
+        // A failure may be stale (prepared before space was freed): one more receive is a fresh try.
+        let prepared = match preparer.receiver.recv().map_err(|_| lost())? {
+            Ok(prepared) => prepared,
+            Err(_) => preparer.receiver.recv().map_err(|_| lost())??,
+        };
+        assert!(prepared.number <= SEGMENT_NUMBER_MAX, "segment numbers exhausted");
+        let header = SegmentHeader {
+            number: prepared.number,
+            first_position: self.next_position,
+            segment_bytes: self.segment_bytes,
+            created_us: platform::now_us(),
+            groups_in_flight_max: self.depth as u32,
+            group_bytes_max: self.group_bytes_max as u32,
+        };
+        // The pipeline is empty, so any buffer is free to carry the header block.
+        let slot = *self.free.last().expect("free buffers after the barrier");
+        let buf = self.pool[slot].as_mut_slice();
+        header.encode(&mut buf[..SEGMENT_HEADER_BYTES]);
+        let written = prepared.file.write_all_at(&buf[..SEGMENT_HEADER_BYTES], 0).and_then(|()| {
+            if self.sync == SyncMode::None {
+                Ok(())
+            } else {
+                prepared.file.sync_data()
+            }
+        });
+        if let Err(e) = written {
+            let cause = format!("writing the header of segment {} failed: {e}", prepared.number);
+            self.shared.poison(cause.clone());
+            return Err(Error::Poisoned { cause });
+        }
+        // SAFETY: the segment file is never truncated while the store is open, and readers only
+        // look at bytes of durable groups, which are never written again.
+        let map = unsafe { memmap2::Mmap::map(&prepared.file) }
+            .map_err(|e| Error::io(format!("mapping segment {}", prepared.number), e))?;
+        self.shared.index.segments.write().expect("segments lock").insert(prepared.number, Arc::new(map));
+        self.shared.counters.segments.fetch_add(1, Ordering::Relaxed);
+        self.segment = Some(ActiveSegment {
+            number: prepared.number,
+            file: prepared.file,
+            write_offset: SEGMENT_HEADER_BYTES as u64,
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,54 @@
+//! Limits and sizes, with their unit last. Every limit the engine enforces lives here and is
+//! checked at compile time against the others where they depend on each other.
+
+/// O_DIRECT alignment unit: every write offset, length and buffer address is a multiple of it.
+pub const BLOCK_BYTES: usize = 4096;
+/// Bytes of the segment header block at the start of every segment file.
+pub const SEGMENT_HEADER_BYTES: usize = BLOCK_BYTES;
+/// Fixed bytes of a record header (see docs/format.md).
+pub const RECORD_HEADER_BYTES: usize = 32;
+/// Fixed bytes of a group header (see docs/format.md).
+pub const GROUP_HEADER_BYTES: usize = 32;
+
+/// Longest stream id, in bytes of UTF-8 (it is stored in one byte).
+pub const STREAM_ID_BYTES_MAX: usize = 255;
+/// Longest event type, in bytes of UTF-8 (it is stored in one byte).
+pub const EVENT_TYPE_BYTES_MAX: usize = 255;
+/// Largest metadata of one event, in bytes (it is stored in two bytes).
+pub const METADATA_BYTES_MAX: usize = u16::MAX as usize;
+/// Events in one append call.
+pub const APPEND_EVENTS_MAX: usize = 65_536;
+
+/// Positions and versions are stored in 48 bits.
+pub const POSITION_MAX: u64 = (1 << 48) - 1;
+
+/// Upper bound for `Options::groups_in_flight_max`. Recovery uses it to tell a torn tail (groups
+/// that were in flight together) from a bad record in the middle of the log.
+pub const GROUPS_IN_FLIGHT_LIMIT: usize = 64;
+/// Locations pack the segment number in the top 24 bits and the byte offset in the low 40.
+pub const LOCATION_OFFSET_BITS: u32 = 40;
+/// Largest segment a location can address.
+pub const SEGMENT_BYTES_LIMIT: u64 = 1 << LOCATION_OFFSET_BITS;
+/// Largest segment number a location can address.
+pub const SEGMENT_NUMBER_MAX: u64 = (1 << (64 - LOCATION_OFFSET_BITS)) - 1;
+
+/// Defaults for `Options`.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 256 << 20;
+pub const GROUP_BYTES_MAX_DEFAULT: usize = 4 << 20;
+pub const GROUPS_IN_FLIGHT_MAX_DEFAULT: usize = 4;
+pub const BUSY_GROUP_BYTES_MIN_DEFAULT: usize = 64 << 10;
+pub const QUEUE_APPENDS_MAX_DEFAULT: usize = 65_536;
+/// Requests the submitter takes off the queue per lock of the stream table.
+pub const DRAIN_BATCH_APPENDS: usize = 256;
+/// Size of the zero buffer used to pre-write segments.
+pub const ZERO_CHUNK_BYTES: usize = 1 << 20;
+
+const _: () = assert!(SEGMENT_HEADER_BYTES % BLOCK_BYTES == 0);
+const _: () = assert!(GROUP_BYTES_MAX_DEFAULT % BLOCK_BYTES == 0);
+const _: () = assert!(SEGMENT_BYTES_DEFAULT % BLOCK_BYTES as u64 == 0);
+const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_LIMIT);
+const _: () = assert!(SEGMENT_BYTES_DEFAULT as usize > GROUP_BYTES_MAX_DEFAULT + SEGMENT_HEADER_BYTES);
+const _: () = assert!(GROUPS_IN_FLIGHT_MAX_DEFAULT <= GROUPS_IN_FLIGHT_LIMIT);
+const _: () = assert!(ZERO_CHUNK_BYTES % BLOCK_BYTES == 0);
+const _: () = assert!(STREAM_ID_BYTES_MAX <= u8::MAX as usize);
+const _: () = assert!(EVENT_TYPE_BYTES_MAX <= u8::MAX as usize);

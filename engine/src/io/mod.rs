@@ -1,0 +1,87 @@
+//! The I/O behind the submitter: one trait, two backends (io_uring and portable), and a
+//! fault-injecting wrapper for tests.
+//!
+//! Protocol: the submitter hands a backend a [`GroupWrite`] naming a slot of the buffer pool;
+//! the backend owns that buffer until it reports the slot's [`Completion`]. Completions may
+//! arrive in any order; the submitter restores log order. With `SyncMode::Fdatasync` the sync is
+//! ordered after the write (linked on the ring), so a slot completes only once both are done.
+
+pub(crate) mod portable;
+pub(crate) mod uring;
+
+use std::os::fd::RawFd;
+
+use crate::testing::FaultPlan;
+use crate::SyncMode;
+
+/// One group write: `len` bytes from buffer `slot` at `offset` of `fd`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GroupWrite {
+    pub slot: usize,
+    pub fd: RawFd,
+    pub buf: *const u8,
+    pub len: usize,
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Write,
+    Sync,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Completion {
+    pub slot: usize,
+    /// `Err((stage, errno))`; a short write counts as EIO on the write.
+    pub result: Result<(), (Stage, i32)>,
+    /// Whether a separate sync operation ran (counted as an fdatasync).
+    pub synced: bool,
+}
+
+pub(crate) trait IoBackend: Send {
+    /// Starts the write (and its sync). The buffer must stay untouched until its completion.
+    fn submit(&mut self, write: GroupWrite, sync: SyncMode) -> std::io::Result<()>;
+    /// Appends finished writes to `out`, blocking until at least `wait_for` have finished
+    /// (0: never block).
+    fn complete(&mut self, wait_for: usize, out: &mut Vec<Completion>) -> std::io::Result<()>;
+}
+
+/// Wraps a backend and injects the faults of a [`FaultPlan`].
+pub(crate) struct FaultyIo {
+    pub inner: Box<dyn IoBackend>,
+    pub plan: FaultPlan,
+    failed_writes: Vec<Completion>,
+}
+
+impl FaultyIo {
+    pub(crate) fn new(inner: Box<dyn IoBackend>, plan: FaultPlan) -> FaultyIo {
+        FaultyIo { inner, plan, failed_writes: Vec::new() }
+    }
+}
+
+impl IoBackend for FaultyIo {
+    fn submit(&mut self, write: GroupWrite, sync: SyncMode) -> std::io::Result<()> {
+        if let Some(errno) = self.plan.on_write() {
+            // The write never reaches the device, as when the device rejects it.
+            self.failed_writes.push(Completion { slot: write.slot, result: Err((Stage::Write, errno)), synced: false });
+            return Ok(());
+        }
+        self.inner.submit(write, sync)
+    }
+
+    fn complete(&mut self, wait_for: usize, out: &mut Vec<Completion>) -> std::io::Result<()> {
+        let injected = self.failed_writes.len();
+        out.append(&mut self.failed_writes);
+        let start = out.len();
+        self.inner.complete(wait_for.saturating_sub(injected), out)?;
+        for completion in &mut out[start..] {
+            if completion.result.is_ok() {
+                if let Some(errno) = self.plan.on_sync() {
+                    completion.result = Err((Stage::Sync, errno));
+                }
+            }
+        }
+        Ok(())
+    }
+}

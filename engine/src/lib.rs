@@ -1,0 +1,210 @@
+//! evstore: an embedded, durable event store for Linux.
+//!
+//! Producers on any thread [`Store::append`] events to named streams and get a [`Ticket`] that
+//! resolves only once the events are on disk. One submitter thread drains a bounded lock-free
+//! queue, checks expected versions, encodes records into 4 KiB-aligned buffers and writes them
+//! with O_DIRECT through io_uring into pre-written segment files (group commit, pipelined).
+//! Reads go through mmap and only ever see durable events.
+//!
+//! ```no_run
+//! let store = evstore::Store::open("data", evstore::Options::default())?;
+//! let ticket = store.append("users/42", evstore::ExpectedVersion::Any,
+//!     [evstore::Event::new("ItemCreated", br#"{"ItemId":"1324"}"#.to_vec())])?;
+//! let appended = ticket.wait()?;
+//! for event in store.read_stream("users/42", 0)? {
+//!     let event = event?;
+//!     println!("{} v{} {}", event.position, event.version, event.event_type);
+//! }
+//! store.close()?;
+//! # Ok::<(), evstore::Error>(())
+//! ```
+//!
+//! The architecture and the durability argument are in `docs/design.md`, the on-disk format byte
+//! by byte in `docs/format.md`.
+
+mod buffer;
+mod commit;
+mod constants;
+mod error;
+mod index;
+mod io;
+mod lock;
+mod platform;
+mod reader;
+mod record;
+mod recovery;
+mod segment;
+mod store;
+#[doc(hidden)]
+pub mod testing;
+
+use std::fmt;
+
+pub use constants::{
+    APPEND_EVENTS_MAX, EVENT_TYPE_BYTES_MAX, METADATA_BYTES_MAX, RECORD_HEADER_BYTES, STREAM_ID_BYTES_MAX,
+};
+pub use error::{Error, Result};
+pub use reader::{AllEvents, StreamEvents};
+pub use store::{Stats, Store, Ticket};
+
+/// How a group of appends is made durable before its waiters are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyncMode {
+    /// Write, then `fdatasync` ordered after it (linked on the ring).
+    Fdatasync,
+    /// Each write carries `RWF_DSYNC`: the write completes only once it is durable.
+    Dsync,
+    /// NOT DURABLE: acknowledge once written, never flush. For comparisons only.
+    None,
+}
+
+impl SyncMode {
+    /// A short label; `None` says loudly that it is not durable.
+    pub fn label(self) -> &'static str {
+        match self {
+            SyncMode::Fdatasync => "fdatasync",
+            SyncMode::Dsync => "dsync",
+            SyncMode::None => "none (NOT DURABLE)",
+        }
+    }
+}
+
+/// Which I/O backend writes the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// io_uring when the kernel (and any seccomp filter) allows it, else the portable backend
+    /// with a warning logged through `tracing`.
+    Auto,
+    /// io_uring or fail with [`Error::IoUringUnavailable`].
+    IoUring,
+    /// pwritev2 + fdatasync from the submitter thread; works everywhere.
+    Portable,
+}
+
+/// How segment files are prepared ahead of use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SegmentPrepare {
+    /// Write zeros over the whole file in the background, so a later fdatasync never has to
+    /// journal extent conversions (the fast default on ext4).
+    Zeroed,
+    /// Only `fallocate`: cheaper to create, slower to sync (unwritten extents).
+    Fallocated,
+}
+
+/// Options for [`Store::open`]. Start from `Options::default()` and change what you need.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// How appends are made durable. Default: [`SyncMode::Dsync`] (measured faster here, see
+    /// docs/results.md).
+    pub sync: SyncMode,
+    /// Which I/O backend to use. Default: [`Backend::Auto`].
+    pub backend: Backend,
+    /// Size of each segment file in bytes (multiple of 4096). Default 256 MiB.
+    pub segment_bytes: u64,
+    /// How segments are prepared. Default: [`SegmentPrepare::Zeroed`].
+    pub segment_prepare: SegmentPrepare,
+    /// Largest group (one write) in bytes, multiple of 4096; also bounds the largest append.
+    /// Default 4 MiB.
+    pub group_bytes_max: usize,
+    /// How many groups may be written and flushing at once. Default 4, at most 64.
+    pub groups_in_flight_max: usize,
+    /// While a group is in flight, the next one is submitted early only once it holds at least
+    /// this many bytes (or when a completion frees the pipeline). Default 64 KiB.
+    pub busy_group_bytes_min: usize,
+    /// Capacity of the append queue, in appends; a full queue blocks producers. Default 65,536.
+    pub queue_appends_max: usize,
+    /// Allow a directory on a file system that does not survive power loss (tmpfs, ramfs).
+    pub allow_volatile: bool,
+    /// Allow buffered I/O where the file system refuses O_DIRECT.
+    pub allow_buffered_io: bool,
+    /// Test hook: inject I/O faults. Not part of the stable API.
+    #[doc(hidden)]
+    pub faults: Option<testing::FaultPlan>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sync: SyncMode::Dsync,
+            backend: Backend::Auto,
+            segment_bytes: constants::SEGMENT_BYTES_DEFAULT,
+            segment_prepare: SegmentPrepare::Zeroed,
+            group_bytes_max: constants::GROUP_BYTES_MAX_DEFAULT,
+            groups_in_flight_max: constants::GROUPS_IN_FLIGHT_MAX_DEFAULT,
+            busy_group_bytes_min: constants::BUSY_GROUP_BYTES_MIN_DEFAULT,
+            queue_appends_max: constants::QUEUE_APPENDS_MAX_DEFAULT,
+            allow_volatile: false,
+            allow_buffered_io: false,
+            faults: None,
+        }
+    }
+}
+
+/// An event to append: a type, the data and optional metadata (opaque bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub event_type: String,
+    pub data: Vec<u8>,
+    pub metadata: Vec<u8>,
+}
+
+impl Event {
+    pub fn new(event_type: impl Into<String>, data: impl Into<Vec<u8>>) -> Event {
+        Event { event_type: event_type.into(), data: data.into(), metadata: Vec::new() }
+    }
+
+    pub fn with_metadata(mut self, metadata: impl Into<Vec<u8>>) -> Event {
+        self.metadata = metadata.into();
+        self
+    }
+}
+
+/// The optimistic concurrency check of an append, run on the submitter thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// No check.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must have at least one event.
+    StreamExists,
+    /// The stream's last event must have exactly this version (versions start at 0).
+    Exact(u64),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::StreamExists => f.write_str("stream exists"),
+            ExpectedVersion::Exact(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// What a durable append reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Global log position of the first event of the append (positions count events from 0).
+    pub position: u64,
+    /// Stream version of the last event of the append (versions count from 0 per stream).
+    pub version: u64,
+}
+
+/// An event read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub position: u64,
+    pub stream: String,
+    pub version: u64,
+    pub event_type: String,
+    pub data: Vec<u8>,
+    pub metadata: Vec<u8>,
+    /// When the group holding the event was built, in microseconds since the Unix epoch.
+    pub timestamp_us: u64,
+}

@@ -1,0 +1,239 @@
+//! Segment files: fixed-size, pre-written files named `<number:020>.evs`.
+//!
+//! Layout: block 0 (4 KiB) is the segment header, written by the submitter when it starts using
+//! the segment; groups follow from byte 4096, each on a 4 KiB boundary. A segment whose header
+//! block is all zero was prepared but never used.
+//!
+//! Segment header:
+//! ```text
+//!  0 [u8; 8] magic "EVSEGMNT"   8 u32 format version   12 u32 CRC32C of bytes [16, 56)
+//! 16 u64 segment number   24 u64 first position   32 u64 segment bytes   40 u64 created, us
+//! 48 u32 groups in flight max   52 u32 group bytes max   (the writer's pipeline window)
+//! ```
+//! Invariants: a segment is handed to the submitter only once its full size is allocated (and,
+//! with `SegmentPrepare::Zeroed`, written with zeros), fsynced, and its directory entry fsynced,
+//! so later fdatasyncs of the data never wait on file-system metadata. One segment is prepared
+//! ahead, in the background, by the preparer thread.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use crate::buffer::AlignedBuf;
+use crate::constants::{SEGMENT_HEADER_BYTES, ZERO_CHUNK_BYTES};
+use crate::error::{Error, Result};
+use crate::platform;
+use crate::testing::FaultPlan;
+use crate::SegmentPrepare;
+
+pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"EVSEGMNT";
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentHeader {
+    pub number: u64,
+    pub first_position: u64,
+    pub segment_bytes: u64,
+    pub created_us: u64,
+    pub groups_in_flight_max: u32,
+    pub group_bytes_max: u32,
+}
+
+impl SegmentHeader {
+    pub(crate) fn encode(&self, out: &mut [u8]) {
+        out[..SEGMENT_HEADER_BYTES].fill(0);
+        out[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[16..24].copy_from_slice(&self.number.to_le_bytes());
+        out[24..32].copy_from_slice(&self.first_position.to_le_bytes());
+        out[32..40].copy_from_slice(&self.segment_bytes.to_le_bytes());
+        out[40..48].copy_from_slice(&self.created_us.to_le_bytes());
+        out[48..52].copy_from_slice(&self.groups_in_flight_max.to_le_bytes());
+        out[52..56].copy_from_slice(&self.group_bytes_max.to_le_bytes());
+        let crc = crc32c::crc32c(&out[16..56]);
+        out[12..16].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// `Ok(None)`: the header block is all zero (prepared, never used).
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Option<SegmentHeader>, String> {
+        let block = &bytes[..SEGMENT_HEADER_BYTES];
+        if block.iter().all(|&b| b == 0) {
+            return Ok(None);
+        }
+        if block[0..8] != SEGMENT_MAGIC {
+            return Err("bad segment magic".into());
+        }
+        let version = u32::from_le_bytes(block[8..12].try_into().expect("4 bytes"));
+        if version != FORMAT_VERSION {
+            return Err(format!("unsupported format version {version} (this build reads {FORMAT_VERSION})"));
+        }
+        let crc = u32::from_le_bytes(block[12..16].try_into().expect("4 bytes"));
+        if crc32c::crc32c(&block[16..56]) != crc {
+            return Err("segment header checksum mismatch".into());
+        }
+        let u64_at = |at: usize| u64::from_le_bytes(block[at..at + 8].try_into().expect("8 bytes"));
+        Ok(Some(SegmentHeader {
+            number: u64_at(16),
+            first_position: u64_at(24),
+            segment_bytes: u64_at(32),
+            created_us: u64_at(40),
+            groups_in_flight_max: u32::from_le_bytes(block[48..52].try_into().expect("4 bytes")),
+            group_bytes_max: u32::from_le_bytes(block[52..56].try_into().expect("4 bytes")),
+        }))
+    }
+}
+
+pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:020}.evs"))
+}
+
+/// Segment files in `dir`, sorted by number.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name.strip_suffix(".evs") else { continue };
+        if stem.len() == 20 {
+            if let Ok(number) = stem.parse::<u64>() {
+                out.push((number, entry.path()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Opens a segment for writing (O_DIRECT unless the file system refuses it).
+pub(crate) fn open_for_write(path: &Path, direct: bool) -> Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    if direct {
+        options.custom_flags(libc::O_DIRECT);
+    }
+    options.open(path).map_err(|e| Error::io(format!("opening segment {}", path.display()), e))
+}
+
+/// A segment ready for use: allocated, zeroed (if asked), durable in its directory.
+pub(crate) struct PreparedSegment {
+    pub number: u64,
+    pub file: File,
+}
+
+/// Creates segment `number` of `bytes` bytes. Runs on the preparer thread (and in recovery).
+pub(crate) fn prepare(
+    dir: &Path,
+    number: u64,
+    bytes: u64,
+    mode: SegmentPrepare,
+    direct: bool,
+    faults: Option<&FaultPlan>,
+    zeros: &AlignedBuf,
+) -> Result<PreparedSegment> {
+    let path = segment_path(dir, number);
+    let context = || format!("creating segment {}", path.display());
+    if let Some(errno) = faults.and_then(|f| f.segment_errno()) {
+        return Err(Error::from_errno(context(), errno));
+    }
+    // A leftover from a crash during preparation holds no data (recovery removed used ones
+    // from consideration already); start from scratch.
+    let _ = std::fs::remove_file(&path);
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create_new(true);
+    if direct {
+        options.custom_flags(libc::O_DIRECT);
+    }
+    let file = options.open(&path).map_err(|e| Error::io(context(), e))?;
+    let result = (|| {
+        // SAFETY: fallocate on a valid descriptor; mode 0 allocates and extends the file.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, bytes as libc::off_t) };
+        if rc != 0 {
+            return Err(Error::io(context(), std::io::Error::last_os_error()));
+        }
+        if mode == SegmentPrepare::Zeroed {
+            // Writing real zeros turns the extents from "unwritten" into "written", so the
+            // fdatasync after each group does not also have to journal an extent conversion.
+            let mut offset = 0u64;
+            while offset < bytes {
+                let chunk = (bytes - offset).min(zeros.capacity() as u64) as usize;
+                file.write_all_at(&zeros.as_slice()[..chunk], offset).map_err(|e| Error::io(context(), e))?;
+                offset += chunk as u64;
+            }
+        }
+        file.sync_all().map_err(|e| Error::io(context(), e))?;
+        platform::sync_dir(dir)
+    })();
+    if let Err(e) = result {
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    Ok(PreparedSegment { number, file })
+}
+
+/// The background thread that keeps one segment prepared ahead of the submitter.
+pub(crate) struct Preparer {
+    pub receiver: Receiver<Result<PreparedSegment>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+pub(crate) struct PreparerConfig {
+    pub dir: PathBuf,
+    pub first_number: u64,
+    pub segment_bytes: u64,
+    pub mode: SegmentPrepare,
+    pub direct: bool,
+    pub faults: Option<FaultPlan>,
+}
+
+impl Preparer {
+    pub(crate) fn start(config: PreparerConfig) -> Result<Preparer> {
+        // Rendezvous channel: the preparer finishes one segment and waits until it is taken, so
+        // exactly one segment is ready ahead. After a failure it sends the error and, once that
+        // was taken, tries again: a caller that receives twice always gets a fresh attempt.
+        let (sender, receiver) = std::sync::mpsc::sync_channel(0);
+        let handle = std::thread::Builder::new()
+            .name("evstore-preparer".into())
+            .spawn(move || run_preparer(config, sender))
+            .map_err(|e| Error::io("spawning the segment preparer thread", e))?;
+        Ok(Preparer { receiver, handle: Some(handle) })
+    }
+
+    /// Stops the thread: dropping the receiver makes its next send fail.
+    pub(crate) fn stop(mut self) {
+        let Preparer { receiver, handle } = &mut self;
+        drop(std::mem::replace(receiver, std::sync::mpsc::sync_channel(0).1));
+        if let Some(handle) = handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn run_preparer(config: PreparerConfig, sender: SyncSender<Result<PreparedSegment>>) {
+    let zeros = AlignedBuf::new(ZERO_CHUNK_BYTES);
+    let mut number = config.first_number;
+    loop {
+        let result = prepare(
+            &config.dir,
+            number,
+            config.segment_bytes,
+            config.mode,
+            config.direct,
+            config.faults.as_ref(),
+            &zeros,
+        );
+        let ok = result.is_ok();
+        if sender.send(result).is_err() {
+            // The store closed. An unused prepared segment is harmless: recovery removes it.
+            return;
+        }
+        if ok {
+            number += 1;
+        }
+    }
+}

@@ -1,0 +1,549 @@
+//! The store handle, tickets and the state shared between producers, the submitter and readers.
+//!
+//! Protocol: a producer validates and encodes its events (body CRC included) on its own core,
+//! pushes one `Request` on the bounded queue and gets a [`Ticket`]. The submitter writes the
+//! request's first position into it when it places the request in a group, and publishes the
+//! durable watermark (`durable`: the number of durable events) once that group and every earlier
+//! one are durable. A ticket is done when `first + events <= durable`: completion by watermark,
+//! one atomic store per group, not one channel per event.
+//!
+//! Invariants: `durable` only grows; nothing at or past it is ever returned to a reader or
+//! acknowledged; after `poisoned` is set it never moves again.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::thread::{JoinHandle, Thread};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::constants::*;
+use crate::error::{Error, Result};
+use crate::index::{stream_hash, Index};
+use crate::lock::DirLock;
+use crate::reader::{AllEvents, StreamEvents};
+use crate::{commit, platform, record, recovery};
+use crate::{Appended, Backend, Event, ExpectedVersion, Options};
+
+pub(crate) const PENDING: u64 = u64::MAX;
+pub(crate) const FAILED: u64 = u64::MAX - 1;
+
+/// One append on its way to the submitter.
+pub(crate) struct Request {
+    pub hash: u64,
+    pub stream_len: usize,
+    pub expected: ExpectedVersion,
+    pub events: u32,
+    pub payload_bytes: u64,
+    /// The records, unsealed (see `record::encode_unsealed`).
+    pub encoded: Vec<u8>,
+    /// `PENDING`, `FAILED`, or the position of the first event.
+    pub state: AtomicU64,
+    /// Version of the last event, valid once `state` holds a position.
+    pub version: AtomicU64,
+    pub error: OnceLock<Error>,
+}
+
+impl Request {
+    pub(crate) fn stream(&self) -> &[u8] {
+        &self.encoded[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + self.stream_len]
+    }
+
+    pub(crate) fn fail(&self, error: Error) {
+        let _ = self.error.set(error);
+        self.state.store(FAILED, Ordering::Release);
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub events: AtomicU64,
+    pub appends: AtomicU64,
+    pub groups: AtomicU64,
+    pub syncs: AtomicU64,
+    pub disk_bytes: AtomicU64,
+    pub record_bytes: AtomicU64,
+    pub payload_bytes: AtomicU64,
+    pub segments: AtomicU64,
+}
+
+/// What the store did since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Durable events appended.
+    pub events: u64,
+    /// Durable appends (calls).
+    pub appends: u64,
+    /// Groups written (one write each).
+    pub groups: u64,
+    /// Durability operations: fdatasyncs, or RWF_DSYNC writes in `Dsync` mode.
+    pub syncs: u64,
+    /// Bytes written for groups, padding included (segment headers and pre-zeroing excluded).
+    pub disk_bytes: u64,
+    /// Bytes of encoded records (headers included, padding excluded).
+    pub record_bytes: u64,
+    /// Bytes of stream ids, event types, metadata and data.
+    pub payload_bytes: u64,
+    /// Segments started.
+    pub segments: u64,
+}
+
+pub(crate) struct Shared {
+    pub options: Options,
+    pub dir: PathBuf,
+    pub direct: bool,
+    pub queue: ArrayQueue<Arc<Request>>,
+    pub durable: AtomicU64,
+    pub closing: AtomicBool,
+    /// The submitter has exited: nothing more will become durable.
+    pub stopped: AtomicBool,
+    pub poisoned: OnceLock<String>,
+    pub submitter_sleeping: AtomicBool,
+    pub submitter_thread: OnceLock<Thread>,
+    pub park_lock: Mutex<()>,
+    pub park_cond: Condvar,
+    pub parked: AtomicUsize,
+    pub wakers: Mutex<Vec<(u64, Waker)>>,
+    pub wakers_waiting: AtomicUsize,
+    pub index: Index,
+    pub counters: Counters,
+    pub backend: OnceLock<Backend>,
+}
+
+impl Shared {
+    /// Wakes blocked and async waiters whose appends may have completed.
+    pub(crate) fn wake_waiters(&self, everyone: bool) {
+        if everyone || self.parked.load(Ordering::SeqCst) > 0 {
+            let _guard = self.park_lock.lock().expect("park lock");
+            self.park_cond.notify_all();
+        }
+        if everyone || self.wakers_waiting.load(Ordering::SeqCst) > 0 {
+            let durable = self.durable.load(Ordering::SeqCst);
+            let mut wakers = self.wakers.lock().expect("wakers lock");
+            let mut index = 0;
+            while index < wakers.len() {
+                if everyone || wakers[index].0 <= durable {
+                    wakers.swap_remove(index).1.wake();
+                } else {
+                    index += 1;
+                }
+            }
+            self.wakers_waiting.store(wakers.len(), Ordering::SeqCst);
+        }
+    }
+
+    pub(crate) fn poison(&self, cause: String) {
+        if self.poisoned.set(cause.clone()).is_ok() {
+            tracing::error!(%cause, "evstore poisoned: no more appends are accepted");
+        }
+        self.wake_waiters(true);
+    }
+
+    fn wake_submitter(&self) {
+        if self.submitter_sleeping.load(Ordering::SeqCst) {
+            if let Some(thread) = self.submitter_thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+}
+
+/// The unique owner of the submitter thread; dropping the last `Store` clone drops it.
+struct Handle {
+    shared: Arc<Shared>,
+    submitter: Mutex<Option<JoinHandle<()>>>,
+    _lock: DirLock,
+}
+
+impl Handle {
+    fn shutdown(&self) -> Result<()> {
+        self.shared.closing.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.shared.submitter_thread.get() {
+            thread.unpark();
+        }
+        let handle = self.submitter.lock().expect("submitter handle lock").take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                return Err(Error::Poisoned { cause: "the submitter thread panicked".into() });
+            }
+        }
+        match self.shared.poisoned.get() {
+            Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// An open event store. Cheap to clone; all clones share one store. Dropping the last clone
+/// closes it cleanly (pending appends are still made durable).
+#[derive(Clone)]
+pub struct Store {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.handle.shared.dir).finish_non_exhaustive()
+    }
+}
+
+fn validate_options(options: &Options) -> Result<()> {
+    let bad = |name: &'static str, reason: String| Err(Error::InvalidOption { name, reason });
+    if options.group_bytes_max < 2 * BLOCK_BYTES || options.group_bytes_max % BLOCK_BYTES != 0 {
+        return bad(
+            "group_bytes_max",
+            format!("{} is not a multiple of {BLOCK_BYTES} of at least {}", options.group_bytes_max, 2 * BLOCK_BYTES),
+        );
+    }
+    if options.group_bytes_max > u32::MAX as usize / 2 {
+        return bad("group_bytes_max", format!("{} is over {}", options.group_bytes_max, u32::MAX / 2));
+    }
+    if options.segment_bytes % BLOCK_BYTES as u64 != 0
+        || options.segment_bytes < (options.group_bytes_max + 2 * BLOCK_BYTES) as u64
+        || options.segment_bytes > SEGMENT_BYTES_LIMIT
+    {
+        return bad(
+            "segment_bytes",
+            format!(
+                "{} must be a multiple of {BLOCK_BYTES}, at least group_bytes_max + 8192 ({}) and at most {SEGMENT_BYTES_LIMIT}",
+                options.segment_bytes,
+                options.group_bytes_max + 2 * BLOCK_BYTES
+            ),
+        );
+    }
+    if options.groups_in_flight_max == 0 || options.groups_in_flight_max > GROUPS_IN_FLIGHT_LIMIT {
+        return bad(
+            "groups_in_flight_max",
+            format!("{} is not in 1..={GROUPS_IN_FLIGHT_LIMIT}", options.groups_in_flight_max),
+        );
+    }
+    if options.queue_appends_max == 0 {
+        return bad("queue_appends_max", "must be at least 1".into());
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in directory `path`, recovering after a crash.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store> {
+        validate_options(&options)?;
+        let dir = path.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let (magic, fs) = platform::file_system(&dir)?;
+        if platform::is_volatile(magic) && !options.allow_volatile {
+            return Err(Error::VolatileFileSystem { path: dir, fs });
+        }
+        let lock = DirLock::acquire(&dir)?;
+        let direct = if platform::direct_io_works(&dir)? {
+            true
+        } else if options.allow_buffered_io {
+            tracing::warn!(path = %dir.display(), %fs, "O_DIRECT refused; using buffered I/O");
+            false
+        } else {
+            return Err(Error::DirectIoUnsupported { path: dir, fs });
+        };
+        let recovered = recovery::recover(&dir, &options, direct)?;
+        let shared = Arc::new(Shared {
+            queue: ArrayQueue::new(options.queue_appends_max),
+            durable: AtomicU64::new(recovered.next_position),
+            closing: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            poisoned: OnceLock::new(),
+            submitter_sleeping: AtomicBool::new(false),
+            submitter_thread: OnceLock::new(),
+            park_lock: Mutex::new(()),
+            park_cond: Condvar::new(),
+            parked: AtomicUsize::new(0),
+            wakers: Mutex::new(Vec::new()),
+            wakers_waiting: AtomicUsize::new(0),
+            index: Index::default(),
+            counters: Counters::default(),
+            backend: OnceLock::new(),
+            options,
+            dir,
+            direct,
+        });
+        let submitter = commit::start(shared.clone(), recovered)?;
+        Ok(Store { handle: Arc::new(Handle { shared, submitter: Mutex::new(Some(submitter)), _lock: lock }) })
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// Appends `events` atomically to `stream` if `expected` holds. Returns at once (blocking only
+    /// while the queue is full); the ticket resolves once the events are durable.
+    pub fn append<I>(&self, stream: &str, expected: ExpectedVersion, events: I) -> Result<Ticket>
+    where
+        I: IntoIterator<Item = Event>,
+    {
+        let shared = self.shared();
+        if let Some(cause) = shared.poisoned.get() {
+            return Err(Error::Poisoned { cause: cause.clone() });
+        }
+        if shared.closing.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        validate_stream(stream)?;
+        let append_bytes_max = shared.options.group_bytes_max - GROUP_HEADER_BYTES;
+        let mut encoded = Vec::new();
+        let mut count = 0usize;
+        let mut payload_bytes = 0u64;
+        let mut pending: Option<Event> = None;
+        for event in events {
+            if let Some(previous) = pending.replace(event) {
+                encode_event(&mut encoded, stream, &previous, false, append_bytes_max)?;
+                payload_bytes += payload_of(stream, &previous);
+                count += 1;
+                if count >= APPEND_EVENTS_MAX {
+                    return Err(Error::AppendTooLarge {
+                        events: count + 1,
+                        size: encoded.len(),
+                        max: append_bytes_max,
+                        events_max: APPEND_EVENTS_MAX,
+                    });
+                }
+            }
+        }
+        let Some(last) = pending else { return Err(Error::EmptyAppend) };
+        encode_event(&mut encoded, stream, &last, true, append_bytes_max)?;
+        payload_bytes += payload_of(stream, &last);
+        count += 1;
+        if encoded.len() > append_bytes_max {
+            return Err(Error::AppendTooLarge {
+                events: count,
+                size: encoded.len(),
+                max: append_bytes_max,
+                events_max: APPEND_EVENTS_MAX,
+            });
+        }
+        let request = Arc::new(Request {
+            hash: stream_hash(stream),
+            stream_len: stream.len(),
+            expected,
+            events: count as u32,
+            payload_bytes,
+            encoded,
+            state: AtomicU64::new(PENDING),
+            version: AtomicU64::new(0),
+            error: OnceLock::new(),
+        });
+        let mut item = request.clone();
+        let mut spins = 0u32;
+        // Backpressure: a full queue blocks this producer, never grows memory.
+        while let Err(back) = shared.queue.push(item) {
+            item = back;
+            if let Some(cause) = shared.poisoned.get() {
+                return Err(Error::Poisoned { cause: cause.clone() });
+            }
+            if shared.stopped.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            shared.wake_submitter();
+            spins += 1;
+            if spins < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+        shared.wake_submitter();
+        Ok(Ticket { request, shared: shared.clone() })
+    }
+
+    /// Events of `stream` from version `from_version` on, oldest first; only durable events.
+    /// A stream that does not exist reads as empty.
+    pub fn read_stream(&self, stream: &str, from_version: u64) -> Result<StreamEvents> {
+        validate_stream(stream)?;
+        Ok(StreamEvents::new(self.shared().clone(), stream, from_version))
+    }
+
+    /// Every durable event from `from_position` on, in log order.
+    pub fn read_all(&self, from_position: u64) -> Result<AllEvents> {
+        Ok(AllEvents::new(self.shared().clone(), from_position))
+    }
+
+    /// Number of durable events, which is also the position the next event will get.
+    pub fn durable_position(&self) -> u64 {
+        self.shared().durable.load(Ordering::Acquire)
+    }
+
+    /// Version of the last durable event of `stream`, or `None` if it has none.
+    pub fn stream_version(&self, stream: &str) -> Option<u64> {
+        crate::reader::last_durable_version(self.shared(), stream)
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared().counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            events: get(&c.events),
+            appends: get(&c.appends),
+            groups: get(&c.groups),
+            syncs: get(&c.syncs),
+            disk_bytes: get(&c.disk_bytes),
+            record_bytes: get(&c.record_bytes),
+            payload_bytes: get(&c.payload_bytes),
+            segments: get(&c.segments),
+        }
+    }
+
+    /// The backend in use (`IoUring` or `Portable`; `Auto` is resolved at open).
+    pub fn backend(&self) -> Backend {
+        *self.shared().backend.get().unwrap_or(&Backend::Portable)
+    }
+
+    /// The directory of the store.
+    pub fn path(&self) -> &Path {
+        &self.shared().dir
+    }
+
+    /// Stops accepting appends, makes every queued append durable and waits for the submitter.
+    /// Other clones of this store then fail appends with [`Error::Closed`].
+    pub fn close(self) -> Result<()> {
+        self.handle.shutdown()
+    }
+}
+
+fn validate_stream(stream: &str) -> Result<()> {
+    if stream.is_empty() {
+        return Err(Error::InvalidStreamId { stream: String::new(), reason: "it is empty" });
+    }
+    if stream.len() > STREAM_ID_BYTES_MAX {
+        return Err(Error::InvalidStreamId {
+            stream: stream.chars().take(64).collect::<String>() + "...",
+            reason: "it is longer than 255 bytes",
+        });
+    }
+    Ok(())
+}
+
+fn payload_of(stream: &str, event: &Event) -> u64 {
+    (stream.len() + event.event_type.len() + event.metadata.len() + event.data.len()) as u64
+}
+
+fn encode_event(out: &mut Vec<u8>, stream: &str, event: &Event, commit: bool, append_bytes_max: usize) -> Result<()> {
+    if event.event_type.is_empty() {
+        return Err(Error::InvalidEventType { event_type: String::new(), reason: "it is empty" });
+    }
+    if event.event_type.len() > EVENT_TYPE_BYTES_MAX {
+        return Err(Error::InvalidEventType {
+            event_type: event.event_type.chars().take(64).collect::<String>() + "...",
+            reason: "it is longer than 255 bytes",
+        });
+    }
+    if event.metadata.len() > METADATA_BYTES_MAX {
+        return Err(Error::MetadataTooLarge { size: event.metadata.len(), max: METADATA_BYTES_MAX });
+    }
+    // Checked before any copy: a 2 GiB event is refused without touching its bytes.
+    let size = record::record_len(stream, &event.event_type, &event.metadata, &event.data);
+    if size > append_bytes_max {
+        return Err(Error::EventTooLarge { size, max: append_bytes_max });
+    }
+    if out.len() + size > append_bytes_max {
+        return Err(Error::AppendTooLarge {
+            events: 0,
+            size: out.len() + size,
+            max: append_bytes_max,
+            events_max: APPEND_EVENTS_MAX,
+        });
+    }
+    out.reserve(size);
+    record::encode_unsealed(out, stream, &event.event_type, &event.metadata, &event.data, commit);
+    Ok(())
+}
+
+/// Resolves once the append is durable (`wait()` blocks; `.await` works in any executor).
+#[must_use = "an append is only known durable once its ticket resolves"]
+pub struct Ticket {
+    request: Arc<Request>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket").field("state", &self.request.state.load(Ordering::Relaxed)).finish()
+    }
+}
+
+impl Ticket {
+    /// The outcome, if known. `seq_cst` for the re-check done before sleeping.
+    fn check(&self, ordering: Ordering) -> Option<Result<Appended>> {
+        let state = self.request.state.load(Ordering::Acquire);
+        if state == FAILED {
+            return Some(Err(self.request.error.get().cloned().unwrap_or(Error::Closed)));
+        }
+        if state != PENDING {
+            let end = state + self.request.events as u64;
+            if end <= self.shared.durable.load(ordering) {
+                return Some(Ok(Appended { position: state, version: self.request.version.load(Ordering::Acquire) }));
+            }
+        }
+        if let Some(cause) = self.shared.poisoned.get() {
+            return Some(Err(Error::Poisoned { cause: cause.clone() }));
+        }
+        if self.shared.stopped.load(Ordering::SeqCst) {
+            // The submitter exited without taking this request: the store was closed first.
+            return Some(Err(Error::Closed));
+        }
+        None
+    }
+
+    /// Blocks until the append is durable (or failed).
+    pub fn wait(self) -> Result<Appended> {
+        if let Some(outcome) = self.check(Ordering::Acquire) {
+            return outcome;
+        }
+        let shared = &self.shared;
+        shared.parked.fetch_add(1, Ordering::SeqCst);
+        let mut guard = shared.park_lock.lock().expect("park lock");
+        let outcome = loop {
+            if let Some(outcome) = self.check(Ordering::SeqCst) {
+                break outcome;
+            }
+            guard = shared.park_cond.wait(guard).expect("park lock");
+        };
+        drop(guard);
+        shared.parked.fetch_sub(1, Ordering::SeqCst);
+        outcome
+    }
+
+    /// Whether the outcome is already known (durable or failed).
+    pub fn is_done(&self) -> bool {
+        self.check(Ordering::SeqCst).is_some()
+    }
+}
+
+impl Future for Ticket {
+    type Output = Result<Appended>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(outcome) = self.check(Ordering::Acquire) {
+            return Poll::Ready(outcome);
+        }
+        let state = self.request.state.load(Ordering::Acquire);
+        // Until the submitter has placed the request its end is unknown: ask to be woken at the
+        // next publication (target 0) and look again then.
+        let target = if state == PENDING { 0 } else { state + self.request.events as u64 };
+        {
+            let mut wakers = self.shared.wakers.lock().expect("wakers lock");
+            wakers.push((target, cx.waker().clone()));
+            self.shared.wakers_waiting.store(wakers.len(), Ordering::SeqCst);
+        }
+        match self.check(Ordering::SeqCst) {
+            Some(outcome) => Poll::Ready(outcome),
+            None => Poll::Pending,
+        }
+    }
+}
