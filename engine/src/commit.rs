@@ -306,10 +306,9 @@ impl Submitter {
         len + bytes <= self.group_bytes_max && offset + round_up_block(len + bytes) as u64 <= self.segment_bytes
     }
 
-    fn current_slot(&mut self) -> usize {
-        if let Some(slot) = self.current {
-            return slot;
-        }
+    /// Starts a new group in a free buffer at the active segment's write offset.
+    fn open_group(&mut self) -> usize {
+        debug_assert!(self.current.is_none());
         let slot = self.free.pop().expect("a free buffer: at most `depth` are in flight");
         let segment = self.segment.as_ref().expect("an active segment");
         self.slots[slot] = Slot {
@@ -338,8 +337,11 @@ impl Submitter {
                         break;
                     }
                     next += 1;
-                    let known = streams.get(request.hash, request.stream()).map(|e| e.locations.len() as u64);
-                    let actual = known.filter(|&n| n > 0).map(|n| n - 1);
+                    // One probe of the table: the entry is created on first sight; a refused
+                    // append leaves at most an empty entry, which reads as "no stream".
+                    let entry = streams.get_or_insert(request.hash, request.stream());
+                    let known = entry.locations.len() as u64;
+                    let actual = known.checked_sub(1);
                     let ok = match request.expected {
                         ExpectedVersion::Any => true,
                         ExpectedVersion::NoStream => actual.is_none(),
@@ -354,7 +356,7 @@ impl Submitter {
                         });
                         continue;
                     }
-                    let first_version = known.unwrap_or(0);
+                    let first_version = known;
                     if first_version + request.events as u64 > POSITION_MAX {
                         request.fail(Error::AppendTooLarge {
                             events: request.events as usize,
@@ -364,8 +366,10 @@ impl Submitter {
                         });
                         continue;
                     }
-                    let slot = self.current_slot();
-                    let entry = streams.get_or_insert(request.hash, request.stream());
+                    let slot = match self.current {
+                        Some(slot) => slot,
+                        None => self.open_group(),
+                    };
                     let meta = &mut self.slots[slot];
                     let buf = self.pool[slot].as_mut_slice();
                     let start = meta.len;
