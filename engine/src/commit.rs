@@ -237,9 +237,9 @@ impl Submitter {
             if popped > 0 {
                 continue;
             }
-            if self.current.is_some() && self.in_flight.len() < self.depth {
-                // The queue ran dry: producers are waiting on us, so holding the group back
-                // for more bytes would only add a write latency to their wait.
+            if self.current.is_some() && self.in_flight.len() < self.depth && self.someone_waits() {
+                // The queue ran dry and a caller is blocked on a ticket: holding the group back
+                // for more bytes would only add a write latency to its wait.
                 self.maybe_submit(true);
             } else if !self.in_flight.is_empty() {
                 // Nothing queued and the pipeline is full: let the disk work.
@@ -421,6 +421,10 @@ impl Submitter {
             self.rollover()?;
         }
         Ok(())
+    }
+
+    fn someone_waits(&self) -> bool {
+        self.shared.parked.load(Ordering::SeqCst) > 0 || self.shared.wakers_waiting.load(Ordering::SeqCst) > 0
     }
 
     /// Submits the current group if the pipeline policy says so (or `force` and room exists).
