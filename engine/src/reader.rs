@@ -154,25 +154,22 @@ impl Iterator for StreamEvents {
     }
 }
 
-/// Version of the last durable event of `stream`.
+/// Version of the last durable event of `stream`: positions grow with versions, so a binary
+/// search over the stream's records finds the last one below the durable watermark.
 pub(crate) fn last_durable_version(shared: &Shared, stream: &str) -> Option<u64> {
     let durable = shared.durable.load(Ordering::Acquire);
-    let candidates: Vec<u64> = {
-        let streams = shared.index.streams.lock().expect("streams lock");
-        let entry = streams.get(stream_hash(stream), stream.as_bytes())?;
-        // Only groups in flight can hold non-durable records: look back a little.
-        entry.locations.iter().rev().take(CHUNK_EVENTS).copied().collect()
-    };
+    let streams = shared.index.streams.lock().expect("streams lock");
+    let locations = &streams.get(stream_hash(stream), stream.as_bytes())?.locations;
     let mut cache = SegmentCache::default();
-    for location in candidates {
+    let durable_count = locations.partition_point(|&location| {
         let (segment, offset) = unpack_location(location);
-        let map = cache.get(shared, segment).ok()?;
-        let view = decode_at(map, segment, offset).ok()?;
-        if view.position < durable {
-            return Some(view.version);
-        }
-    }
-    None
+        cache
+            .get(shared, segment)
+            .ok()
+            .and_then(|map| decode_at(map, segment, offset).ok())
+            .is_some_and(|view| view.position < durable)
+    });
+    (durable_count as u64).checked_sub(1)
 }
 
 /// Iterator over the whole log in position order.

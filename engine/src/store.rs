@@ -538,7 +538,10 @@ impl Future for Ticket {
         let target = if state == PENDING { 0 } else { state + self.request.events as u64 };
         {
             let mut wakers = self.shared.wakers.lock().expect("wakers lock");
-            wakers.push((target, cx.waker().clone()));
+            // A future polled again without being woken must not pile up copies of its waker.
+            if !wakers.iter().any(|(t, w)| *t == target && w.will_wake(cx.waker())) {
+                wakers.push((target, cx.waker().clone()));
+            }
             self.shared.wakers_waiting.store(wakers.len(), Ordering::SeqCst);
         }
         match self.check(Ordering::SeqCst) {
