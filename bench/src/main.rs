@@ -272,9 +272,12 @@ fn run_evstore(args: &SeedArgs, producers: usize) -> Result<Outcome, String> {
     let common = &args.common;
     let dir = common.data_dir("evstore");
     let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open(&dir, common.options()).map_err(|e| format!("opening evstore in {}: {e}", dir.display()))?;
+    let store =
+        Store::open(&dir, common.options()).map_err(|e| format!("opening evstore in {}: {e}", dir.display()))?;
     let append = |store: &Store, stream: &str| {
-        store.append(stream, ExpectedVersion::Any, [Event::new(EVENT_TYPE, EVENT_DATA.to_vec())]).expect("append accepted")
+        store
+            .append(stream, ExpectedVersion::Any, [Event::new(EVENT_TYPE, EVENT_DATA.to_vec())])
+            .expect("append accepted")
     };
     let wait = |ticket: evstore::Ticket| {
         ticket.wait().expect("append durable");
@@ -329,7 +332,8 @@ fn run_naive(args: &SeedArgs, producers: usize) -> Result<Outcome, String> {
     let syncs = c.syncs.load(Ordering::SeqCst) - syncs0;
     store.close().map_err(|e| format!("closing the naive store: {e}"))?;
     common.cleanup(&dir);
-    let payload: u64 = (0..args.streams).map(|i| payload_per_event(&format!("users/{i}"))).sum::<u64>() * args.events_per_stream as u64;
+    let payload: u64 = (0..args.streams).map(|i| payload_per_event(&format!("users/{i}"))).sum::<u64>()
+        * args.events_per_stream as u64;
     Ok(Outcome {
         system: "naive".into(),
         sync: "fdatasync".into(),
@@ -371,7 +375,8 @@ fn seed(args: SeedArgs) -> Result<(), String> {
         // Same bytes and group size as evstore wrote, else ~96 B per event in 256 KiB writes.
         let engine = outcomes.iter().find(|o| o.system == "evstore");
         let total_bytes = engine.map(|o| o.disk_bytes).unwrap_or((args.streams * args.events_per_stream * 96) as u64);
-        let write_bytes = engine.filter(|o| o.groups > 0).map(|o| (o.disk_bytes / o.groups) as usize).unwrap_or(256 << 10);
+        let write_bytes =
+            engine.filter(|o| o.groups > 0).map(|o| (o.disk_bytes / o.groups) as usize).unwrap_or(256 << 10);
         let plan = raw::RawPlan {
             total_bytes,
             write_bytes,
@@ -383,7 +388,12 @@ fn seed(args: SeedArgs) -> Result<(), String> {
         let outcome = raw::run(&dir, &plan).map_err(|e| format!("raw disk baseline: {e}"))?;
         common.cleanup(&dir);
         if !common.json {
-            println!("# raw: {} writes of {} B, {} in flight (its 'events' are writes)", outcome.events, write_bytes.div_ceil(4096) * 4096, plan.depth);
+            println!(
+                "# raw: {} writes of {} B, {} in flight (its 'events' are writes)",
+                outcome.events,
+                write_bytes.div_ceil(4096) * 4096,
+                plan.depth
+            );
         }
         outcomes.push(outcome);
     }

@@ -77,26 +77,30 @@ pub fn run(dir: &Path, plan: &RawPlan) -> std::io::Result<Outcome> {
     let mut done_writes = 0u64;
     let mut syncs = 0u64;
     let t0 = Instant::now();
-    let submit = |ring: &mut IoUring, slot: usize, index: u64, started: &mut Vec<Option<Instant>>, pending: &mut Vec<u8>| {
-        let flags = if plan.sync && plan.dsync { libc::RWF_DSYNC } else { 0 };
-        let write = opcode::Write::new(fd, buffers[slot].ptr, write_bytes as u32)
-            .offset(index * write_bytes as u64)
-            .rw_flags(flags as _)
-            .build()
-            .user_data(slot as u64);
-        let linked = plan.sync && !plan.dsync;
-        // SAFETY: the buffer outlives the ring's use of it (we reap every completion below).
-        unsafe {
-            if linked {
-                let fsync = opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(slot as u64);
-                ring.submission().push_multiple(&[write.flags(squeue::Flags::IO_LINK), fsync]).expect("room in the ring");
-            } else {
-                ring.submission().push(&write).expect("room in the ring");
+    let submit =
+        |ring: &mut IoUring, slot: usize, index: u64, started: &mut Vec<Option<Instant>>, pending: &mut Vec<u8>| {
+            let flags = if plan.sync && plan.dsync { libc::RWF_DSYNC } else { 0 };
+            let write = opcode::Write::new(fd, buffers[slot].ptr, write_bytes as u32)
+                .offset(index * write_bytes as u64)
+                .rw_flags(flags as _)
+                .build()
+                .user_data(slot as u64);
+            let linked = plan.sync && !plan.dsync;
+            // SAFETY: the buffer outlives the ring's use of it (we reap every completion below).
+            unsafe {
+                if linked {
+                    let fsync =
+                        opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(slot as u64);
+                    ring.submission()
+                        .push_multiple(&[write.flags(squeue::Flags::IO_LINK), fsync])
+                        .expect("room in the ring");
+                } else {
+                    ring.submission().push(&write).expect("room in the ring");
+                }
             }
-        }
-        started[slot] = Some(Instant::now());
-        pending[slot] = if linked { 2 } else { 1 };
-    };
+            started[slot] = Some(Instant::now());
+            pending[slot] = if linked { 2 } else { 1 };
+        };
     for slot in 0..depth.min(writes as usize) {
         submit(&mut ring, slot, next_write, &mut started, &mut pending);
         next_write += 1;

@@ -119,7 +119,14 @@ impl Outcome {
         for v in self.latency_us.iter_quantiles(1) {
             let q = v.quantile_iterated_to();
             let inverse = if q < 1.0 { format!("{:>14.2}", 1.0 / (1.0 - q)) } else { format!("{:>14}", "inf") };
-            writeln!(out, "{:>12.3} {:>14.12} {:>10} {}", v.value_iterated_to() as f64, q, v.count_since_last_iteration(), inverse)?;
+            writeln!(
+                out,
+                "{:>12.3} {:>14.12} {:>10} {}",
+                v.value_iterated_to() as f64,
+                q,
+                v.count_since_last_iteration(),
+                inverse
+            )?;
         }
         let h = &self.latency_us;
         writeln!(out, "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]", h.mean(), h.stdev())?;
