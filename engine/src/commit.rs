@@ -347,6 +347,7 @@ impl Submitter {
         let batch = std::mem::take(&mut self.batch);
         let shared = self.shared.clone();
         let mut next = 0;
+        let mut failed = false;
         while next < batch.len() && !self.poisoned() {
             {
                 let mut streams = shared.index.streams.lock().expect("streams lock");
@@ -368,6 +369,7 @@ impl Submitter {
                         ExpectedVersion::Exact(v) => actual == Some(v),
                     };
                     if !ok {
+                        failed = true;
                         request.fail(Error::WrongExpectedVersion {
                             stream: String::from_utf8_lossy(request.stream()).into_owned(),
                             expected: request.expected,
@@ -377,6 +379,7 @@ impl Submitter {
                     }
                     let first_version = known;
                     if first_version + request.events as u64 > POSITION_MAX {
+                        failed = true;
                         request.fail(Error::AppendTooLarge {
                             events: request.events as usize,
                             size: 0,
@@ -415,10 +418,16 @@ impl Submitter {
             if next < batch.len() {
                 // The next request does not fit: close the group, or move to a new segment.
                 if let Err(error) = self.make_room(batch[next].encoded.len()) {
+                    failed = true;
                     batch[next].fail(error);
                     next += 1;
                 }
             }
+        }
+        if failed {
+            // A refused append moves no watermark: its waiter must be woken here, or it sleeps
+            // until some later group happens to be published.
+            self.shared.wake_waiters(false);
         }
         // Requests dropped here without an outcome belong to a poisoned store; their tickets
         // report the poisoning.

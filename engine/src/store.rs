@@ -52,9 +52,13 @@ impl Request {
         &self.encoded[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + self.stream_len]
     }
 
+    /// Records the failure. The caller must then call `Shared::wake_waiters`: nothing else
+    /// wakes a waiter whose append failed (the watermark does not move for it).
     pub(crate) fn fail(&self, error: Error) {
         let _ = self.error.set(error);
-        self.state.store(FAILED, Ordering::Release);
+        // SeqCst pairs with the waiters' SeqCst increment of `parked`: either the waker sees
+        // the waiter counted, or the waiter sees FAILED before it sleeps.
+        self.state.store(FAILED, Ordering::SeqCst);
     }
 }
 
@@ -480,7 +484,7 @@ impl std::fmt::Debug for Ticket {
 impl Ticket {
     /// The outcome, if known. `seq_cst` for the re-check done before sleeping.
     fn check(&self, ordering: Ordering) -> Option<Result<Appended>> {
-        let state = self.request.state.load(Ordering::Acquire);
+        let state = self.request.state.load(ordering);
         if state == FAILED {
             return Some(Err(self.request.error.get().cloned().unwrap_or(Error::Closed)));
         }
