@@ -1,9 +1,15 @@
 //! Helpers shared by the integration tests: fresh directories, small options, both backends,
-//! and a seeded random number generator (tests print their seed so a failure can be replayed).
+//! deterministic payloads, a seeded random number generator (tests print their seed so a failure
+//! can be replayed), a watchdog that turns a hang into a failure, and a reader of the on-disk
+//! group layout for the corruption tests.
 
+use std::collections::HashMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
 
-use evstore::{Backend, Error, Event, ExpectedVersion, Options, Store};
+use evstore::{Appended, Backend, Error, Event, ExpectedVersion, Options, RecordedEvent, Store};
 
 /// A fresh directory under the system temp dir (ext4 here, which supports O_DIRECT).
 pub fn temp_dir(name: &str) -> tempfile::TempDir {
@@ -24,12 +30,16 @@ pub fn small_options(backend: Backend) -> Options {
     options
 }
 
-/// Opens with `options`; `None` (with a line saying why) if io_uring is not available here.
+/// Opens with `options`; `None` (with a line saying why) if io_uring is not available here, so
+/// the caller can go on with the portable half.
 pub fn open(dir: &Path, options: Options) -> Option<Store> {
     match Store::open(dir, options) {
         Ok(store) => Some(store),
         Err(Error::IoUringUnavailable { errno }) => {
-            println!("skipped the io_uring half: io_uring unavailable on this kernel (errno {errno})");
+            println!(
+                "skipped io_uring: unavailable on this kernel or under this seccomp filter ({})",
+                std::io::Error::from_raw_os_error(errno)
+            );
             None
         }
         Err(e) => panic!("open {}: {e}", dir.display()),
@@ -38,17 +48,22 @@ pub fn open(dir: &Path, options: Options) -> Option<Store> {
 
 /// Deterministic data for (stream, version), so any reader can check any event.
 pub fn payload(stream: &str, version: u64, seed: u64) -> Vec<u8> {
-    let mut rng = Rng::new(seed ^ version.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ stream.len() as u64);
-    let pad = (rng.next() % 200) as usize;
+    let mut rng = Rng::new(seed ^ version.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ name_hash(stream));
+    let pad = (rng.next_u64() % 200) as usize;
     let mut data = format!("{stream}:{version}:").into_bytes();
-    data.extend((0..pad).map(|_| b'a' + (rng.next() % 26) as u8));
+    data.extend((0..pad).map(|_| b'a' + (rng.next_u64() % 26) as u8));
     data
 }
 
 /// How many events the crash writer puts in the append that starts at `version` (1 to 4).
 pub fn append_count(stream: &str, version: u64) -> u64 {
-    let mut rng = Rng::new(version ^ (stream.bytes().map(u64::from).sum::<u64>() << 20));
+    let mut rng = Rng::new(version ^ name_hash(stream));
     1 + rng.below(4)
+}
+
+/// FNV-1a of a stream name: spreads names that differ in one character.
+fn name_hash(stream: &str) -> u64 {
+    stream.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 pub fn event(stream: &str, version: u64, seed: u64) -> Event {
@@ -56,13 +71,22 @@ pub fn event(stream: &str, version: u64, seed: u64) -> Event {
 }
 
 /// Appends one event and waits.
-pub fn append_one(
-    store: &Store,
-    stream: &str,
-    expected: ExpectedVersion,
-    data: &[u8],
-) -> evstore::Result<evstore::Appended> {
+pub fn append_one(store: &Store, stream: &str, expected: ExpectedVersion, data: &[u8]) -> evstore::Result<Appended> {
     store.append(stream, expected, [Event::new("TestEvent", data.to_vec())])?.wait()
+}
+
+/// Every durable event of `stream`, oldest first.
+pub fn read_stream(store: &Store, stream: &str) -> Vec<RecordedEvent> {
+    store
+        .read_stream(stream, 0)
+        .expect("read_stream")
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("reading {stream}: {e}"))
+}
+
+/// Every durable event, in log order.
+pub fn read_all(store: &Store) -> Vec<RecordedEvent> {
+    store.read_all(0).expect("read_all").collect::<Result<_, _>>().unwrap_or_else(|e| panic!("read_all: {e}"))
 }
 
 /// splitmix64: small, seeded, good enough to drive tests.
@@ -73,7 +97,7 @@ impl Rng {
         Rng(seed)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -82,7 +106,7 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
 }
 
@@ -95,24 +119,102 @@ pub fn seed_from_env(name: &str) -> u64 {
     seed
 }
 
+/// Ends the whole test process with a failure if it is still alive after a deadline. A ticket
+/// that never resolves would otherwise hang CI forever instead of failing one test.
+pub struct Watchdog {
+    _alive: mpsc::Sender<()>,
+}
+
+/// Starts a watchdog for test `name`; drop it (at the end of the test) to call it off.
+pub fn watchdog(name: &'static str, seconds: u64) -> Watchdog {
+    let (alive, dead) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = dead.recv_timeout(Duration::from_secs(seconds)) {
+            // Straight to the file descriptor: the test harness would swallow `eprintln!`.
+            let _ = writeln!(
+                std::io::stderr(),
+                "WATCHDOG: test `{name}` still running after {seconds} s: the store hung (a ticket that \
+                 never resolves, or a submitter that never stops); aborting the test process"
+            );
+            std::process::exit(101);
+        }
+    });
+    Watchdog { _alive: alive }
+}
+
 /// Path of segment `number` in `dir`.
 pub fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:020}.evs"))
 }
 
+/// Segment files of `dir` whose header block was written (used segments), oldest first.
+/// Prepared but unused segments (zero header) are left out.
+pub fn used_segments(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut segments: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(|entry| {
+            let path = entry.expect("dir entry").path();
+            let number = path.file_name()?.to_str()?.strip_suffix(".evs")?.parse().ok()?;
+            let bytes = std::fs::read(&path).ok()?;
+            bytes.starts_with(b"EVSEGMNT").then_some((number, path))
+        })
+        .collect();
+    segments.sort();
+    segments
+}
+
+/// Where a group sits in a segment file (see engine/src/record.rs for the layout).
+#[derive(Debug, Clone, Copy)]
+pub struct GroupOnDisk {
+    /// Byte offset of the 32-byte group header.
+    pub offset: usize,
+    /// Byte offset just past the group's last record.
+    pub end: usize,
+    pub first_position: u64,
+    pub events: u32,
+}
+
+/// The groups of one segment file, read from the group headers (starting at byte 4096, each on
+/// a 4 KiB boundary, ending at the first block without the group magic).
+pub fn groups_on_disk(segment: &Path) -> Vec<GroupOnDisk> {
+    let bytes = std::fs::read(segment).expect("read segment");
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let mut groups = Vec::new();
+    let mut offset = 4096;
+    while offset + 32 <= bytes.len() && &bytes[offset..offset + 4] == b"EVGR" {
+        let end = offset + 32 + u32_at(offset + 24) as usize;
+        groups.push(GroupOnDisk { offset, end, first_position: u64_at(offset + 16), events: u32_at(offset + 28) });
+        offset = end.div_ceil(4096) * 4096;
+    }
+    groups
+}
+
+/// Overwrites `bytes.len()` bytes of `path` at `offset`, going around the store (plain buffered
+/// write, synced).
+pub fn damage(path: &Path, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::OpenOptions::new().write(true).open(path).expect("open segment for damage");
+    file.write_all_at(bytes, offset).expect("damage");
+    file.sync_all().expect("sync damage");
+}
+
 /// Asserts the log reads back as positions 0..n in order, each stream with versions from 0
-/// without gaps; returns n.
+/// without gaps, and that read_stream agrees with read_all; returns n.
 pub fn check_log_shape(store: &Store) -> u64 {
     let mut next = 0u64;
-    let mut versions = std::collections::HashMap::<String, u64>::new();
-    for event in store.read_all(0).expect("read_all") {
-        let event = event.expect("event reads back");
+    let mut streams = HashMap::<String, Vec<RecordedEvent>>::new();
+    for event in read_all(store) {
         assert_eq!(event.position, next, "positions are contiguous");
-        let expected_version = versions.entry(event.stream.clone()).or_insert(0);
-        assert_eq!(event.version, *expected_version, "versions of {} are contiguous", event.stream);
-        *expected_version += 1;
+        let events = streams.entry(event.stream.clone()).or_default();
+        assert_eq!(event.version, events.len() as u64, "versions of {} are contiguous", event.stream);
+        events.push(event);
         next += 1;
     }
     assert_eq!(store.durable_position(), next, "read_all ends at the durable position");
+    for (stream, events) in &streams {
+        assert_eq!(&read_stream(store, stream), events, "read_stream({stream}) agrees with read_all");
+        assert_eq!(store.stream_version(stream), Some(events.len() as u64 - 1), "stream_version({stream})");
+    }
     next
 }
