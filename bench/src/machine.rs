@@ -11,9 +11,9 @@ fn c_field(field: &[libc::c_char]) -> String {
 }
 
 pub fn kernel() -> String {
-    // SAFETY: utsname is plain old data, and uname only writes into it.
+    // SAFETY: utsname is plain old data (all-zero bytes are a valid value).
     let mut name: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid out-pointer.
+    // SAFETY: a valid, writable out-pointer to a utsname.
     if unsafe { libc::uname(&mut name) } != 0 {
         return "unknown".into();
     }
@@ -22,9 +22,9 @@ pub fn kernel() -> String {
 
 pub fn file_system(path: &Path) -> String {
     let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else { return "unknown".into() };
-    // SAFETY: statfs is plain old data.
+    // SAFETY: statfs is plain old data (all-zero bytes are a valid value).
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: NUL-terminated path, valid out-pointer.
+    // SAFETY: a NUL-terminated path and a valid, writable out-pointer.
     if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
         return "unknown".into();
     }
@@ -38,18 +38,39 @@ pub fn file_system(path: &Path) -> String {
     }
 }
 
-/// "write back" means the device has a volatile cache that flushes must empty.
+/// The device's cache mode: "write back" means a volatile cache that flushes must empty,
+/// "write through" means none. "unknown" when the directory's block device cannot be found.
 pub fn write_cache(path: &Path) -> String {
-    let Ok(meta) = std::fs::metadata(path) else { return "unknown".into() };
-    let dev = meta.dev();
-    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let Some((major, minor)) = block_device(path) else { return "unknown".into() };
     let base = format!("/sys/dev/block/{major}:{minor}");
+    // A partition has no queue of its own: its parent disk's is one level up.
     for candidate in [format!("{base}/queue/write_cache"), format!("{base}/../queue/write_cache")] {
         if let Ok(text) = std::fs::read_to_string(&candidate) {
-            return text.trim().to_string();
+            return format!("{} ({major}:{minor})", text.trim());
         }
     }
     "unknown".into()
+}
+
+/// The block device (major, minor) holding `path`: its st_dev, or, for file systems that report
+/// an anonymous device (major 0: btrfs, overlay, ...), the source device of its mount.
+fn block_device(path: &Path) -> Option<(u32, u32)> {
+    let dev = std::fs::metadata(path).ok()?.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    if major != 0 {
+        return Some((major, minor));
+    }
+    // mountinfo: "id parent major:minor root mount-point options ... - fstype source super-options"
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let wanted = format!("{major}:{minor}");
+    let source = mountinfo.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let separator = fields.iter().position(|f| *f == "-")?;
+        let source = fields.get(separator + 2)?;
+        (fields.get(2) == Some(&wanted.as_str()) && source.starts_with("/dev/")).then(|| source.to_string())
+    })?;
+    let rdev = std::fs::metadata(source).ok()?.rdev();
+    Some((libc::major(rdev), libc::minor(rdev)))
 }
 
 pub fn cores() -> usize {

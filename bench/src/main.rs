@@ -1,26 +1,29 @@
 //! evstore-bench: the seed workload (and a low-load probe) against evstore, a naive port of the
 //! seed's design and the raw disk, all measured in the same run on the same file system.
-//! How we measure: ../shared/BENCH.md. Results and the commands behind them: docs/results.md.
+//! How we measure: shared/BENCH.md. Results and the commands behind them: docs/results.md.
 
 mod machine;
 mod naive;
 mod raw;
 mod report;
+mod workload;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use evstore::{Backend, Event, ExpectedVersion, Options, SegmentPrepare, Store, SyncMode};
-use hdrhistogram::Histogram;
+use evstore::{Backend, Event, ExpectedVersion, Options, SegmentPrepare, Stats, Store, SyncMode};
+use serde_json::{json, Map, Value};
 
+use raw::{RawPlan, RawSync};
 use report::{histogram, Outcome};
+use workload::{drive, payload_per_event, EvstoreClient, Shape, EVENT_DATA, EVENT_TYPE};
 
-/// The seed's event: type and JSON data (38 bytes).
-const EVENT_TYPE: &str = "ItemCreated";
-const EVENT_DATA: &[u8] = br#"{"Type":"ItemCreated","ItemId":"1324"}"#;
+/// Bytes per event the raw baseline assumes when evstore did not run to say how much it wrote.
+const RAW_BYTES_PER_EVENT_GUESS: u64 = 96;
+/// Raw write size when evstore did not run to say what group size it achieved.
+const RAW_WRITE_BYTES_DEFAULT: usize = 256 << 10;
 
 #[derive(Parser)]
 #[command(name = "evstore-bench", about = "evstore beside a naive baseline and the raw disk, in one run")]
@@ -31,7 +34,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The seed workload: streams x events, producers append a stream's events then wait for all.
+    /// The seed workload: producers each take a stream, append its events without waiting, then
+    /// wait for all of them.
     Seed(SeedArgs),
     /// Low load: one small event at a time, each waited before the next (space and latency).
     Lowload(LowloadArgs),
@@ -39,8 +43,8 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum SyncArg {
-    Dsync,
     Fdatasync,
+    Dsync,
     /// NOT DURABLE: for comparison only.
     None,
 }
@@ -58,32 +62,39 @@ enum PrepareArg {
     Fallocated,
 }
 
-#[derive(clap::Args, Clone)]
+#[derive(clap::Args)]
 struct Common {
     /// Parent directory of the data directories (each system gets a fresh one).
     #[arg(long, default_value = ".")]
     dir: PathBuf,
+    /// How appends are made durable (`none` is NOT DURABLE, for comparison only).
     #[arg(long, value_enum, default_value = "dsync")]
     sync: SyncArg,
+    /// evstore's I/O backend.
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
+    /// How evstore prepares its segments ahead of use.
     #[arg(long, value_enum, default_value = "zeroed")]
     segment_prepare: PrepareArg,
+    /// evstore segment size.
     #[arg(long, default_value_t = 256)]
     segment_mib: u64,
+    /// evstore's largest group (one write).
     #[arg(long, default_value_t = 4096)]
     group_kib: usize,
+    /// Groups in flight in evstore; writes in flight in the raw baseline.
     #[arg(long, default_value_t = 4)]
     in_flight: usize,
+    /// While a group is in flight, the next is submitted early once it holds this much.
     #[arg(long, default_value_t = 64)]
     busy_group_kib: usize,
-    /// One JSON object per system per line instead of the table.
+    /// One JSON object per system per line on stdout (notes go to stderr).
     #[arg(long)]
     json: bool,
     /// Keep the data directories.
     #[arg(long)]
     keep: bool,
-    /// Where to write <system>.hgrm percentile files.
+    /// Where to write the `<system>.hgrm` percentile distributions.
     #[arg(long, default_value = ".")]
     hgrm_dir: PathBuf,
 }
@@ -94,14 +105,15 @@ struct SeedArgs {
     streams: usize,
     #[arg(long, default_value_t = 1_000)]
     events_per_stream: usize,
-    /// Producer threads (default: available cores).
+    /// Producer threads [default: available cores].
     #[arg(long)]
     producers: Option<usize>,
-    /// Comma-separated: evstore, naive, raw.
+    /// Comma-separated, from: evstore, naive, raw (raw always runs last: it copies evstore's
+    /// byte volume and group size).
     #[arg(long, default_value = "evstore,naive,raw")]
     systems: String,
-    /// Streams appended (per system) before timing starts; not counted.
-    #[arg(long, default_value_t = 100)]
+    /// Streams appended to evstore before timing starts; not counted.
+    #[arg(long, default_value_t = 0)]
     warmup_streams: usize,
     #[command(flatten)]
     common: Common,
@@ -116,14 +128,38 @@ struct LowloadArgs {
 }
 
 fn main() {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Seed(args) => seed(args),
-        Command::Lowload(args) => lowload(args),
+    let result = match Cli::parse().command {
+        Command::Seed(args) => seed(&args),
+        Command::Lowload(args) => lowload(&args),
     };
     if let Err(message) = result {
-        eprintln!("evstore-bench: {message}");
+        eprintln!("evstore-bench: error: {message}");
         std::process::exit(1);
+    }
+}
+
+/// A fresh data directory for one system, removed when dropped (also on error) unless `--keep`.
+struct DataDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl DataDir {
+    fn create(parent: &Path, system: &str, keep: bool) -> Result<DataDir, String> {
+        let path = parent.join(format!("evstore-bench-data-{}-{system}", std::process::id()));
+        // Never reuse (or delete) a directory this run did not create.
+        std::fs::create_dir(&path).map_err(|e| format!("creating the data directory {}: {e}", path.display()))?;
+        Ok(DataDir { path, keep })
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!("# kept {}", self.path.display());
+        } else if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            eprintln!("# could not remove {}: {e}", self.path.display());
+        }
     }
 }
 
@@ -131,8 +167,8 @@ impl Common {
     fn options(&self) -> Options {
         let mut options = Options::default();
         options.sync = match self.sync {
-            SyncArg::Dsync => SyncMode::Dsync,
             SyncArg::Fdatasync => SyncMode::Fdatasync,
+            SyncArg::Dsync => SyncMode::Dsync,
             SyncArg::None => SyncMode::None,
         };
         options.backend = match self.backend {
@@ -151,30 +187,55 @@ impl Common {
         options
     }
 
-    fn sync_label(&self) -> &'static str {
-        self.options().sync.label()
+    fn durable(&self) -> bool {
+        self.sync != SyncArg::None
     }
 
-    fn data_dir(&self, system: &str) -> PathBuf {
-        self.dir.join(format!("evstore-bench-data-{}-{system}", std::process::id()))
-    }
-
-    fn print_machine(&self, workload: &str) {
-        if self.json {
-            return;
+    fn raw_sync(&self) -> RawSync {
+        match self.sync {
+            SyncArg::Fdatasync => RawSync::Fdatasync,
+            SyncArg::Dsync => RawSync::Dsync,
+            SyncArg::None => RawSync::None,
         }
-        println!("# evstore-bench {workload}");
-        println!(
-            "# machine: kernel {}, {} cores, file system {} at {}, device write cache: {}",
-            machine::kernel(),
-            machine::cores(),
-            machine::file_system(&self.dir),
-            self.dir.canonicalize().unwrap_or_else(|_| self.dir.clone()).display(),
-            machine::write_cache(&self.dir)
-        );
+    }
+
+    /// Appended to every note line that carries a figure when nothing was made durable.
+    fn durability_tag(&self) -> &'static str {
+        if self.durable() {
+            ""
+        } else {
+            " [sync none: NOT DURABLE]"
+        }
+    }
+
+    fn data_dir(&self, system: &str) -> Result<DataDir, String> {
+        DataDir::create(&self.dir, system, self.keep)
+    }
+
+    /// A `#` line for humans: on stdout beside the table, on stderr in JSON mode so that stdout
+    /// stays one JSON object per line.
+    fn note(&self, line: &str) {
+        if self.json {
+            eprintln!("# {line}");
+        } else {
+            println!("# {line}");
+        }
+    }
+
+    /// The machine and the engine options (BENCH.md rule 6), as printed and as JSON fields.
+    fn print_machine(&self, workload: &str) -> Map<String, Value> {
         let o = self.options();
-        println!(
-            "# evstore options: sync {}, backend {:?}, segment {} MiB ({:?}), group max {} KiB, groups in flight {}, busy group min {} KiB, queue {} appends",
+        let (kernel, cores) = (machine::kernel(), machine::cores());
+        let (file_system, write_cache) = (machine::file_system(&self.dir), machine::write_cache(&self.dir));
+        let dir = self.dir.canonicalize().unwrap_or_else(|_| self.dir.clone());
+        self.note(&format!("evstore-bench {workload}"));
+        self.note(&format!(
+            "machine: kernel {kernel}, {cores} cores, file system {file_system} at {}, device write cache: {write_cache}",
+            dir.display()
+        ));
+        self.note(&format!(
+            "evstore options: sync {}, backend {:?}, segment {} MiB ({:?}), group max {} KiB, groups in flight {}, \
+             busy group min {} KiB, queue {} appends",
             o.sync.label(),
             o.backend,
             o.segment_bytes >> 20,
@@ -183,122 +244,66 @@ impl Common {
             o.groups_in_flight_max,
             o.busy_group_bytes_min >> 10,
             o.queue_appends_max
-        );
-        if o.sync == SyncMode::None {
-            println!("# WARNING: sync none is NOT DURABLE; its figures are for comparison only");
+        ));
+        if !self.durable() {
+            self.note("WARNING: sync none is NOT DURABLE; its figures are for comparison only");
+        }
+        let context = json!({
+            "workload": workload,
+            "kernel": kernel,
+            "cores": cores,
+            "file_system": file_system,
+            "write_cache": write_cache,
+            "segment_mib": o.segment_bytes >> 20,
+            "segment_prepare": format!("{:?}", o.segment_prepare),
+            "group_kib": o.group_bytes_max >> 10,
+            "groups_in_flight_max": o.groups_in_flight_max,
+            "busy_group_kib": o.busy_group_bytes_min >> 10,
+            "queue_appends_max": o.queue_appends_max,
+        });
+        match context {
+            Value::Object(map) => map,
+            _ => unreachable!("json! of an object literal is an object"),
         }
     }
 
-    fn print(&self, outcomes: &[Outcome]) {
+    /// The table (or JSON lines), then the `.hgrm` files.
+    fn print(&self, outcomes: &[Outcome], context: &Map<String, Value>) {
         if self.json {
             for o in outcomes {
-                println!("{}", o.json());
+                println!("{}", o.json(context));
             }
-            return;
-        }
-        println!("{}", Outcome::header());
-        for o in outcomes {
-            println!("{}", o.row());
+        } else {
+            println!("{}", Outcome::header());
+            for o in outcomes {
+                println!("{}", o.row());
+            }
         }
         for o in outcomes {
             match o.write_hgrm(&self.hgrm_dir) {
-                Ok(path) => println!("# {} latency distribution: {}", o.system, path.display()),
-                Err(e) => eprintln!("# could not write {}.hgrm: {e}", o.system),
+                Ok(path) => self.note(&format!("{} latency distribution: {}", o.system, path.display())),
+                Err(e) => eprintln!("# could not write {}.hgrm in {}: {e}", o.system, self.hgrm_dir.display()),
             }
         }
     }
-
-    fn cleanup(&self, dir: &Path) {
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
 }
 
-/// Runs the seed client: each producer takes the next stream, appends its events without
-/// waiting, then waits for all of them. Latency: from just before `append` to the return of
-/// the wait that told the caller.
-#[allow(clippy::too_many_arguments)]
-fn drive<S, P, T, A, W>(
-    streams: usize,
-    events: usize,
+/// An evstore outcome from the stats before and after the measured part.
+fn evstore_outcome(
+    common: &Common,
+    backend: Backend,
     producers: usize,
-    prefix: &str,
-    sender: S,
-    append: A,
-    wait: W,
-) -> (f64, Histogram<u64>)
-where
-    S: Fn() -> P + Sync,
-    A: Fn(&P, &str) -> T + Sync,
-    W: Fn(T) + Sync,
-{
-    let next = AtomicUsize::new(0);
-    let merged = Mutex::new(histogram());
-    let t0 = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..producers {
-            scope.spawn(|| {
-                let producer = sender();
-                let mut hist = histogram();
-                let mut pending: Vec<(Instant, T)> = Vec::with_capacity(events);
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= streams {
-                        break;
-                    }
-                    let stream = format!("{prefix}{i}");
-                    for _ in 0..events {
-                        let start = Instant::now();
-                        pending.push((start, append(&producer, &stream)));
-                    }
-                    for (start, done) in pending.drain(..) {
-                        wait(done);
-                        hist.record(start.elapsed().as_micros().max(1) as u64).expect("latency in range");
-                    }
-                }
-                merged.lock().expect("histogram lock").add(&hist).expect("same bounds");
-            });
-        }
-    });
-    (t0.elapsed().as_secs_f64(), merged.into_inner().expect("histogram lock"))
-}
-
-fn payload_per_event(stream: &str) -> u64 {
-    (stream.len() + EVENT_TYPE.len() + EVENT_DATA.len()) as u64
-}
-
-fn run_evstore(args: &SeedArgs, producers: usize) -> Result<Outcome, String> {
-    let common = &args.common;
-    let dir = common.data_dir("evstore");
-    let _ = std::fs::remove_dir_all(&dir);
-    let store =
-        Store::open(&dir, common.options()).map_err(|e| format!("opening evstore in {}: {e}", dir.display()))?;
-    let append = |store: &Store, stream: &str| {
-        store
-            .append(stream, ExpectedVersion::Any, [Event::new(EVENT_TYPE, EVENT_DATA.to_vec())])
-            .expect("append accepted")
-    };
-    let wait = |ticket: evstore::Ticket| {
-        ticket.wait().expect("append durable");
-    };
-    if args.warmup_streams > 0 {
-        drive(args.warmup_streams, args.events_per_stream, producers, "warmup/", || store.clone(), append, wait);
-    }
-    let before = store.stats();
-    let (seconds, latency_us) =
-        drive(args.streams, args.events_per_stream, producers, "users/", || store.clone(), append, wait);
-    let after = store.stats();
-    let backend = store.backend();
-    store.close().map_err(|e| format!("closing evstore: {e}"))?;
-    common.cleanup(&dir);
-    if !common.json {
-        println!("# evstore backend in use: {backend:?}");
-    }
-    Ok(Outcome {
+    seconds: f64,
+    before: Stats,
+    after: Stats,
+    latency_us: hdrhistogram::Histogram<u64>,
+) -> Outcome {
+    Outcome {
         system: "evstore".into(),
-        sync: common.sync_label().into(),
+        sync: common.options().sync.label().into(),
+        backend: format!("{backend:?}"),
         producers,
+        in_flight: common.in_flight,
         events: after.events - before.events,
         seconds,
         payload_bytes: after.payload_bytes - before.payload_bytes,
@@ -307,164 +312,183 @@ fn run_evstore(args: &SeedArgs, producers: usize) -> Result<Outcome, String> {
         syncs: after.syncs - before.syncs,
         groups: after.groups - before.groups,
         latency_us,
-    })
+    }
 }
 
-fn run_naive(args: &SeedArgs, producers: usize) -> Result<Outcome, String> {
+fn run_evstore(args: &SeedArgs, shape: Shape) -> Result<Outcome, String> {
     let common = &args.common;
-    let dir = common.data_dir("naive");
-    let _ = std::fs::remove_dir_all(&dir);
-    let store = naive::Naive::open(&dir).map_err(|e| format!("opening the naive store: {e}"))?;
-    let append = |sender: &std::sync::mpsc::Sender<naive::Message>, stream: &str| {
-        naive::Naive::append(sender, stream, EVENT_TYPE, EVENT_DATA)
-    };
-    let wait = |done: std::sync::mpsc::Receiver<()>| done.recv().expect("naive writer completed the event");
+    let data = common.data_dir("evstore")?;
+    let store = Store::open(&data.path, common.options())
+        .map_err(|e| format!("opening evstore in {}: {e}", data.path.display()))?;
+    let client = EvstoreClient(&store);
     if args.warmup_streams > 0 {
-        drive(args.warmup_streams, args.events_per_stream, producers, "warmup/", || store.sender(), append, wait);
+        drive(&client, Shape { streams: args.warmup_streams, ..shape }, "warmup/")?;
     }
-    let c = &store.counters;
-    let (syncs0, records0, events0) =
-        (c.syncs.load(Ordering::SeqCst), c.record_bytes.load(Ordering::SeqCst), c.events.load(Ordering::SeqCst));
-    let (seconds, latency_us) =
-        drive(args.streams, args.events_per_stream, producers, "users/", || store.sender(), append, wait);
-    let events = c.events.load(Ordering::SeqCst) - events0;
-    let record_bytes = c.record_bytes.load(Ordering::SeqCst) - records0;
-    let syncs = c.syncs.load(Ordering::SeqCst) - syncs0;
-    store.close().map_err(|e| format!("closing the naive store: {e}"))?;
-    common.cleanup(&dir);
-    let payload: u64 = (0..args.streams).map(|i| payload_per_event(&format!("users/{i}"))).sum::<u64>()
-        * args.events_per_stream as u64;
+    let before = store.stats();
+    let (seconds, latency_us) = drive(&client, shape, "users/")?;
+    let after = store.stats();
+    let backend = store.backend();
+    store.close().map_err(|e| format!("closing evstore: {e}"))?;
+    common.note(&format!("evstore backend in use: {backend:?}"));
+    Ok(evstore_outcome(common, backend, shape.producers, seconds, before, after, latency_us))
+}
+
+fn run_naive(args: &SeedArgs, shape: Shape) -> Result<Outcome, String> {
+    let common = &args.common;
+    let data = common.data_dir("naive")?;
+    let naive =
+        naive::Naive::open(&data.path, common.durable()).map_err(|e| format!("opening the naive store: {e}"))?;
+    let driven = drive(&naive, shape, "users/");
+    let counters = naive.counters();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let (events, syncs, batches, record_bytes) =
+        (load(&counters.events), load(&counters.syncs), load(&counters.batches), load(&counters.record_bytes));
+    // Close first: if the writer failed, its error explains the producers' failure.
+    let file_bytes = naive.close().map_err(|e| format!("the naive writer: {e}"))?;
+    let (seconds, latency_us) = driven?;
+    let payload_bytes = (0..shape.streams).map(|i| payload_per_event(&format!("users/{i}"))).sum::<u64>()
+        * shape.events_per_stream as u64;
     Ok(Outcome {
         system: "naive".into(),
-        sync: "fdatasync".into(),
-        producers,
+        // It always uses fdatasync when durable, whatever --sync says.
+        sync: if common.durable() { "fdatasync" } else { "none (NOT DURABLE)" }.into(),
+        backend: "BufWriter + sync_data".into(),
+        producers: shape.producers,
+        in_flight: 1,
         events,
         seconds,
-        payload_bytes: payload,
-        // A buffered append-only file: what is written is exactly the records.
-        disk_bytes: record_bytes,
+        payload_bytes,
+        disk_bytes: file_bytes,
         record_bytes,
         syncs,
-        groups: syncs,
+        groups: batches,
         latency_us,
     })
 }
 
-fn seed(args: SeedArgs) -> Result<(), String> {
-    let producers = args.producers.unwrap_or_else(machine::cores).max(1);
+fn seed(args: &SeedArgs) -> Result<(), String> {
     let common = &args.common;
+    let shape = Shape {
+        streams: args.streams,
+        events_per_stream: args.events_per_stream,
+        producers: args.producers.unwrap_or_else(machine::cores).max(1),
+    };
+    let systems: Vec<&str> = args.systems.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if let Some(unknown) = systems.iter().find(|s| !["evstore", "naive", "raw"].contains(s)) {
+        return Err(format!("unknown system {unknown:?} in --systems (use evstore, naive, raw)"));
+    }
     std::fs::create_dir_all(&common.dir).map_err(|e| format!("creating {}: {e}", common.dir.display()))?;
-    common.print_machine(&format!(
-        "seed: {} streams x {} events of {} B, {producers} producers, {} warm-up streams",
-        args.streams,
-        args.events_per_stream,
+    let context = common.print_machine(&format!(
+        "seed: {} streams x {} events of {} B, {} producers, {} warm-up streams (evstore)",
+        shape.streams,
+        shape.events_per_stream,
         EVENT_DATA.len(),
+        shape.producers,
         args.warmup_streams
     ));
-    let systems: Vec<&str> = args.systems.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
     let mut outcomes = Vec::new();
     for system in &systems {
         match *system {
-            "evstore" => outcomes.push(run_evstore(&args, producers)?),
-            "naive" => outcomes.push(run_naive(&args, producers)?),
-            "raw" => {}
-            other => return Err(format!("unknown system {other:?} (use evstore, naive, raw)")),
+            "evstore" => outcomes.push(run_evstore(args, shape)?),
+            "naive" => outcomes.push(run_naive(args, shape)?),
+            _ => {}
         }
     }
     if systems.contains(&"raw") {
-        // Same bytes and group size as evstore wrote, else ~96 B per event in 256 KiB writes.
+        // The same bytes in writes of the average group size evstore achieved.
         let engine = outcomes.iter().find(|o| o.system == "evstore");
-        let total_bytes = engine.map(|o| o.disk_bytes).unwrap_or((args.streams * args.events_per_stream * 96) as u64);
-        let write_bytes =
-            engine.filter(|o| o.groups > 0).map(|o| (o.disk_bytes / o.groups) as usize).unwrap_or(256 << 10);
-        let plan = raw::RawPlan {
-            total_bytes,
-            write_bytes,
-            depth: common.in_flight,
-            dsync: common.sync == SyncArg::Dsync,
-            sync: common.sync != SyncArg::None,
-        };
-        let dir = common.data_dir("raw");
-        let outcome = raw::run(&dir, &plan).map_err(|e| format!("raw disk baseline: {e}"))?;
-        common.cleanup(&dir);
-        if !common.json {
-            println!(
-                "# raw: {} writes of {} B, {} in flight (its 'events' are writes)",
-                outcome.events,
-                write_bytes.div_ceil(4096) * 4096,
-                plan.depth
-            );
-        }
+        let total_bytes = engine
+            .map(|o| o.disk_bytes)
+            .unwrap_or((shape.streams * shape.events_per_stream) as u64 * RAW_BYTES_PER_EVENT_GUESS);
+        let write_bytes = engine
+            .filter(|o| o.groups > 0)
+            .map(|o| o.disk_bytes.div_ceil(o.groups) as usize)
+            .unwrap_or(RAW_WRITE_BYTES_DEFAULT);
+        let plan = RawPlan { total_bytes, write_bytes, depth: common.in_flight, sync: common.raw_sync() };
+        let data = common.data_dir("raw")?;
+        let outcome = raw::run(&data.path, &plan).map_err(|e| format!("raw disk baseline: {e}"))?;
+        common.note(&format!(
+            "raw: {} writes of {} B, {} in flight (its events are writes, its latency is per write)",
+            outcome.events,
+            plan.write_bytes(),
+            outcome.in_flight
+        ));
         outcomes.push(outcome);
     }
-    common.print(&outcomes);
-    if !common.json {
-        let find = |name: &str| outcomes.iter().find(|o| o.system == name);
-        if let (Some(engine), Some(naive)) = (find("evstore"), find("naive")) {
-            println!("# evstore / naive events/s: {:.2}x", engine.events_per_sec() / naive.events_per_sec());
-        }
-        if let (Some(engine), Some(raw)) = (find("evstore"), find("raw")) {
-            println!(
-                "# evstore disk MB/s / raw disk MB/s (same bytes, same write size): {:.1} / {:.1} = {:.2}",
-                engine.disk_mb_per_sec(),
-                raw.disk_mb_per_sec(),
-                engine.disk_mb_per_sec() / raw.disk_mb_per_sec()
-            );
-        }
+    common.print(&outcomes, &context);
+    let find = |name: &str| outcomes.iter().find(|o| o.system == name);
+    let tag = common.durability_tag();
+    if let (Some(engine), Some(naive)) = (find("evstore"), find("naive")) {
+        common.note(&format!(
+            "evstore / naive events/s: {:.0} / {:.0} = {:.2}x{tag}",
+            engine.events_per_sec(),
+            naive.events_per_sec(),
+            engine.events_per_sec() / naive.events_per_sec()
+        ));
+    }
+    if let (Some(engine), Some(raw)) = (find("evstore"), find("raw")) {
+        common.note(&format!(
+            "evstore disk MB/s / raw disk MB/s (same bytes, same write size): {:.1} / {:.1} = {:.2}{tag}",
+            engine.disk_mb_per_sec(),
+            raw.disk_mb_per_sec(),
+            engine.disk_mb_per_sec() / raw.disk_mb_per_sec()
+        ));
     }
     Ok(())
 }
 
-fn lowload(args: LowloadArgs) -> Result<(), String> {
+fn lowload(args: &LowloadArgs) -> Result<(), String> {
     let common = &args.common;
     std::fs::create_dir_all(&common.dir).map_err(|e| format!("creating {}: {e}", common.dir.display()))?;
-    common.print_machine(&format!("lowload: {} events, one at a time, each waited", args.events));
-    let dir = common.data_dir("evstore");
-    let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open(&dir, common.options()).map_err(|e| format!("opening evstore: {e}"))?;
-    // Warm-up: the first append waits for the first segment to be prepared.
-    store
-        .append("warmup", ExpectedVersion::Any, [Event::new(EVENT_TYPE, EVENT_DATA.to_vec())])
-        .and_then(|t| t.wait())
-        .map_err(|e| format!("warm-up append: {e}"))?;
-    let before = store.stats();
-    let mut latency_us = histogram();
-    let t0 = Instant::now();
-    for i in 0..args.events {
-        let start = Instant::now();
-        store
-            .append(&format!("users/{}", i % 100), ExpectedVersion::Any, [Event::new(EVENT_TYPE, EVENT_DATA.to_vec())])
-            .and_then(|t| t.wait())
-            .map_err(|e| format!("append: {e}"))?;
-        latency_us.record(start.elapsed().as_micros().max(1) as u64).expect("latency in range");
-    }
-    let seconds = t0.elapsed().as_secs_f64();
-    let after = store.stats();
-    store.close().map_err(|e| format!("closing evstore: {e}"))?;
-    common.cleanup(&dir);
-    let engine = Outcome {
-        system: "evstore".into(),
-        sync: common.sync_label().into(),
-        producers: 1,
-        events: after.events - before.events,
-        seconds,
-        payload_bytes: after.payload_bytes - before.payload_bytes,
-        disk_bytes: after.disk_bytes - before.disk_bytes,
-        record_bytes: after.record_bytes - before.record_bytes,
-        syncs: after.syncs - before.syncs,
-        groups: after.groups - before.groups,
-        latency_us,
+    let context = common.print_machine(&format!("lowload: {} events, one at a time, each waited", args.events));
+    let engine = {
+        let data = common.data_dir("evstore")?;
+        let store = Store::open(&data.path, common.options())
+            .map_err(|e| format!("opening evstore in {}: {e}", data.path.display()))?;
+        let append = |stream: &str| {
+            store
+                .append(stream, ExpectedVersion::Any, [Event::new(EVENT_TYPE, EVENT_DATA)])
+                .and_then(|ticket| ticket.wait())
+                .map_err(|e| format!("evstore append to {stream}: {e}"))
+        };
+        // Warm-up, not counted: the first append waits for the first segment to be prepared.
+        append("warmup")?;
+        let before = store.stats();
+        let mut latency_us = histogram();
+        let t0 = Instant::now();
+        for i in 0..args.events {
+            let stream = format!("users/{}", i % 100);
+            let start = Instant::now();
+            append(&stream)?;
+            latency_us.saturating_record(start.elapsed().as_micros() as u64);
+        }
+        let seconds = t0.elapsed().as_secs_f64();
+        let after = store.stats();
+        let backend = store.backend();
+        store.close().map_err(|e| format!("closing evstore: {e}"))?;
+        evstore_outcome(common, backend, 1, seconds, before, after, latency_us)
     };
-    let plan = raw::RawPlan {
-        total_bytes: args.events as u64 * 4096,
-        write_bytes: 4096,
-        depth: 1,
-        dsync: common.sync == SyncArg::Dsync,
-        sync: common.sync != SyncArg::None,
+    // The disk's answer to the same question: one 4 KiB write made durable at a time.
+    let plan = RawPlan { total_bytes: args.events as u64 * 4096, write_bytes: 4096, depth: 1, sync: common.raw_sync() };
+    let raw = {
+        let data = common.data_dir("raw")?;
+        raw::run(&data.path, &plan).map_err(|e| format!("raw disk baseline: {e}"))?
     };
-    let raw_dir = common.data_dir("raw");
-    let raw = raw::run(&raw_dir, &plan).map_err(|e| format!("raw disk baseline: {e}"))?;
-    common.cleanup(&raw_dir);
-    common.print(&[engine, raw]);
+    let tag = common.durability_tag();
+    let outcomes = [engine, raw];
+    common.print(&outcomes, &context);
+    let [engine, raw] = &outcomes;
+    common.note(&format!(
+        "evstore disk bytes per record byte: {:.2} ({} B on disk for {} B of records){tag}",
+        engine.disk_per_record(),
+        engine.disk_bytes,
+        engine.record_bytes
+    ));
+    common.note(&format!(
+        "evstore p50 / raw 4 KiB write p50: {} / {} us = {:.2}{tag}",
+        engine.pct(0.5),
+        raw.pct(0.5),
+        engine.pct(0.5) as f64 / raw.pct(0.5).max(1) as f64
+    ));
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! The raw-disk baseline: io_uring O_DIRECT writes of a given size into a pre-written file,
-//! `depth` at a time, each made durable the same way the engine does (RWF_DSYNC, or a linked
-//! fdatasync). This is what the disk gives for the same bytes and the same group size.
+//! `depth` at a time, each made durable the way the engine does it (an RWF_DSYNC write, or a write
+//! followed by a linked fdatasync). This is what the disk gives for the same bytes and group size.
 
+use std::fs::{File, OpenOptions};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
@@ -11,8 +13,10 @@ use io_uring::{opcode, squeue, types, IoUring};
 
 use crate::report::{histogram, Outcome};
 
+/// O_DIRECT needs buffers, lengths and offsets aligned to the logical block size; 4096 covers it.
 const ALIGN: usize = 4096;
 
+/// A heap buffer aligned for O_DIRECT.
 struct Aligned {
     ptr: *mut u8,
     layout: std::alloc::Layout,
@@ -20,134 +24,214 @@ struct Aligned {
 
 impl Aligned {
     fn new(len: usize) -> Aligned {
-        let layout = std::alloc::Layout::from_size_align(len, ALIGN).expect("layout");
-        // SAFETY: non-zero size.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        assert!(!ptr.is_null(), "allocation failed");
-        // Non-zero content, so nothing could shortcut writing zeros.
-        // SAFETY: ptr is valid for len bytes.
-        unsafe { std::ptr::write_bytes(ptr, 0x5a, len) };
+        let layout = std::alloc::Layout::from_size_align(len.max(ALIGN), ALIGN).expect("4096 is a power of two");
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc(layout) };
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        // Non-zero content, so nothing along the way can shortcut writing zeros.
+        // SAFETY: `ptr` is valid for writes of `layout.size()` bytes.
+        unsafe { std::ptr::write_bytes(ptr, 0x5a, layout.size()) };
         Aligned { ptr, layout }
     }
 }
 
 impl Drop for Aligned {
     fn drop(&mut self) {
-        // SAFETY: allocated with this layout.
+        // SAFETY: allocated in `new` with this layout, freed once.
         unsafe { std::alloc::dealloc(self.ptr, self.layout) }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum RawSync {
+    /// Each write carries RWF_DSYNC.
+    Dsync,
+    /// Each write is followed by an fdatasync linked after it (IOSQE_IO_LINK).
+    Fdatasync,
+    /// NOT DURABLE: plain O_DIRECT writes.
+    None,
+}
+
+impl RawSync {
+    fn label(self) -> &'static str {
+        match self {
+            RawSync::Dsync => "dsync",
+            RawSync::Fdatasync => "fdatasync",
+            RawSync::None => "none (NOT DURABLE)",
+        }
     }
 }
 
 pub struct RawPlan {
     pub total_bytes: u64,
+    /// Rounded up to 4096.
     pub write_bytes: usize,
+    /// Writes in flight at once.
     pub depth: usize,
-    /// true: RWF_DSYNC writes; false: write + linked fdatasync; None-mode callers pass `sync: false`.
-    pub dsync: bool,
-    pub sync: bool,
+    pub sync: RawSync,
 }
 
-pub fn run(dir: &Path, plan: &RawPlan) -> std::io::Result<Outcome> {
-    std::fs::create_dir_all(dir)?;
-    let write_bytes = plan.write_bytes.div_ceil(ALIGN) * ALIGN;
-    let writes = plan.total_bytes.div_ceil(write_bytes as u64).max(1);
-    let file_bytes = writes * write_bytes as u64;
-    let path = dir.join("raw.dat");
-    // Pre-write the file (untimed), as the engine pre-writes its segments.
-    {
-        let file = std::fs::File::create(&path)?;
-        let zeros = vec![0u8; 1 << 20];
-        let mut at = 0;
-        while at < file_bytes {
-            let n = (file_bytes - at).min(zeros.len() as u64) as usize;
-            file.write_all_at(&zeros[..n], at)?;
-            at += n as u64;
-        }
-        file.sync_all()?;
+impl RawPlan {
+    pub fn write_bytes(&self) -> usize {
+        self.write_bytes.max(1).div_ceil(ALIGN) * ALIGN
     }
-    let file = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(&path)?;
+}
+
+/// The writes in flight: slot i has at most one write (and its fdatasync) in flight at a time.
+struct Slots {
+    buffers: Vec<Aligned>,
+    started: Vec<Option<Instant>>,
+    /// Completions still expected for the slot's current write.
+    outstanding: Vec<u8>,
+    fd: types::Fd,
+    write_bytes: usize,
+    linked: bool,
+    rw_flags: i32,
+}
+
+impl Slots {
+    fn submit(&mut self, ring: &mut IoUring, slot: usize, index: u64) {
+        let write = opcode::Write::new(self.fd, self.buffers[slot].ptr, self.write_bytes as u32)
+            .offset(index * self.write_bytes as u64)
+            .rw_flags(self.rw_flags as _)
+            .build()
+            .user_data(slot as u64 * 2);
+        // SAFETY: the slot's buffer stays allocated until `run` has reaped every completion (or
+        // is leaked if the ring itself fails), so the kernel never reads freed memory; a slot is
+        // only resubmitted once its previous write completed. The ring has room: it holds at
+        // least two entries per slot and is submitted before slots are reused.
+        let pushed = unsafe {
+            if self.linked {
+                let fsync = opcode::Fsync::new(self.fd)
+                    .flags(types::FsyncFlags::DATASYNC)
+                    .build()
+                    .user_data(slot as u64 * 2 + FSYNC_TAG);
+                ring.submission().push_multiple(&[write.flags(squeue::Flags::IO_LINK), fsync])
+            } else {
+                ring.submission().push(&write)
+            }
+        };
+        pushed.expect("the ring holds two entries per slot");
+        self.started[slot] = Some(Instant::now());
+        self.outstanding[slot] = if self.linked { 2 } else { 1 };
+    }
+}
+
+/// Completion tags: the slot index times two, plus one for the fdatasync of a linked pair.
+const FSYNC_TAG: u64 = 1;
+
+pub fn run(dir: &Path, plan: &RawPlan) -> io::Result<Outcome> {
+    let write_bytes = plan.write_bytes();
+    let writes = plan.total_bytes.div_ceil(write_bytes as u64).max(1);
+    let path = dir.join("raw.dat");
+    prepare(&path, writes * write_bytes as u64)?;
+    let file = OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(&path)?;
     let fd = types::Fd(file.as_raw_fd());
-    let depth = plan.depth.max(1);
-    let buffers: Vec<Aligned> = (0..depth).map(|_| Aligned::new(write_bytes)).collect();
+    let depth = plan.depth.clamp(1, writes as usize);
+    let linked = plan.sync == RawSync::Fdatasync;
+    let rw_flags = if plan.sync == RawSync::Dsync { libc::RWF_DSYNC } else { 0 };
+
+    let mut slots = Slots {
+        buffers: (0..depth).map(|_| Aligned::new(write_bytes)).collect(),
+        started: vec![None; depth],
+        outstanding: vec![0; depth],
+        fd,
+        write_bytes,
+        linked,
+        rw_flags,
+    };
     let mut ring = IoUring::new((depth as u32 * 2).next_power_of_two().max(8))?;
-    let mut started: Vec<Option<Instant>> = vec![None; depth];
-    let mut pending = vec![0u8; depth];
     let mut latency_us = histogram();
     let mut next_write = 0u64;
-    let mut done_writes = 0u64;
-    let mut syncs = 0u64;
+    let mut slots_busy = 0usize;
+    let mut first_error: Option<io::Error> = None;
+
     let t0 = Instant::now();
-    let submit =
-        |ring: &mut IoUring, slot: usize, index: u64, started: &mut Vec<Option<Instant>>, pending: &mut Vec<u8>| {
-            let flags = if plan.sync && plan.dsync { libc::RWF_DSYNC } else { 0 };
-            let write = opcode::Write::new(fd, buffers[slot].ptr, write_bytes as u32)
-                .offset(index * write_bytes as u64)
-                .rw_flags(flags as _)
-                .build()
-                .user_data(slot as u64);
-            let linked = plan.sync && !plan.dsync;
-            // SAFETY: the buffer outlives the ring's use of it (we reap every completion below).
-            unsafe {
-                if linked {
-                    let fsync =
-                        opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(slot as u64);
-                    ring.submission()
-                        .push_multiple(&[write.flags(squeue::Flags::IO_LINK), fsync])
-                        .expect("room in the ring");
-                } else {
-                    ring.submission().push(&write).expect("room in the ring");
-                }
-            }
-            started[slot] = Some(Instant::now());
-            pending[slot] = if linked { 2 } else { 1 };
-        };
-    for slot in 0..depth.min(writes as usize) {
-        submit(&mut ring, slot, next_write, &mut started, &mut pending);
+    for slot in 0..depth {
+        slots.submit(&mut ring, slot, next_write);
         next_write += 1;
+        slots_busy += 1;
     }
-    while done_writes < writes {
-        ring.submit_and_wait(1)?;
-        let completions: Vec<(usize, i32)> = ring.completion().map(|c| (c.user_data() as usize, c.result())).collect();
-        for (slot, result) in completions {
-            if result < 0 {
-                return Err(std::io::Error::from_raw_os_error(-result));
+    while slots_busy > 0 {
+        match ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // We cannot tell whether the kernel is done with the buffers: leak them.
+                std::mem::forget(slots);
+                return Err(e);
             }
-            pending[slot] -= 1;
-            if pending[slot] > 0 {
+        }
+        let completions: Vec<(u64, i32)> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
+        for (tag, result) in completions {
+            let slot = (tag / 2) as usize;
+            let is_fsync = tag % 2 == FSYNC_TAG;
+            let expected = if is_fsync { 0 } else { write_bytes as i32 };
+            if result != expected && first_error.is_none() {
+                first_error = Some(if result < 0 {
+                    io::Error::from_raw_os_error(-result)
+                } else {
+                    io::Error::other(format!("short write: {result} of {write_bytes} bytes"))
+                });
+            }
+            slots.outstanding[slot] -= 1;
+            if slots.outstanding[slot] > 0 {
                 continue;
             }
-            if plan.sync {
-                syncs += 1;
-            }
-            let elapsed = started[slot].take().expect("started").elapsed();
-            latency_us.record(elapsed.as_micros().max(1) as u64).expect("in range");
-            done_writes += 1;
-            if next_write < writes {
-                submit(&mut ring, slot, next_write, &mut started, &mut pending);
+            let elapsed = slots.started[slot].take().expect("a busy slot has a start time").elapsed();
+            latency_us.saturating_record(elapsed.as_micros() as u64);
+            // After an error, stop submitting and drain what is in flight.
+            if next_write < writes && first_error.is_none() {
+                slots.submit(&mut ring, slot, next_write);
                 next_write += 1;
+            } else {
+                slots_busy -= 1;
             }
         }
     }
     let seconds = t0.elapsed().as_secs_f64();
-    drop(ring);
+    if let Some(e) = first_error {
+        return Err(e);
+    }
     let bytes = writes * write_bytes as u64;
     Ok(Outcome {
         system: "raw".into(),
-        sync: if !plan.sync {
-            "none (NOT DURABLE)".into()
-        } else if plan.dsync {
-            "dsync".into()
-        } else {
-            "fdatasync".into()
-        },
+        sync: plan.sync.label().into(),
+        backend: "io_uring O_DIRECT".into(),
         producers: 1,
+        in_flight: depth,
         events: writes,
         seconds,
         payload_bytes: bytes,
         disk_bytes: bytes,
         record_bytes: bytes,
-        syncs,
+        syncs: if plan.sync == RawSync::None { 0 } else { writes },
         groups: writes,
         latency_us,
     })
+}
+
+/// Allocates and writes zeros over the whole file (untimed), as the engine pre-writes its
+/// segments, so the timed writes never convert unwritten extents.
+fn prepare(path: &Path, len: u64) -> io::Result<()> {
+    let file = File::create(path)?;
+    // SAFETY: a plain syscall on an open descriptor; no memory is passed.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        // Some file systems cannot fallocate; the zeros below allocate the blocks anyway.
+        if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+            return Err(e);
+        }
+    }
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_all()
 }

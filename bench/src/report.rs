@@ -1,15 +1,21 @@
 //! One measured system: its counters, its latency histogram, and how they are printed.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hdrhistogram::Histogram;
+use serde_json::{json, Map, Value};
 
 pub struct Outcome {
     pub system: String,
-    /// Sync mode label; a non-durable mode says so in every line it prints.
+    /// Sync mode label; a non-durable mode says NOT DURABLE in it, so every row carries it.
     pub sync: String,
+    /// The I/O path actually used.
+    pub backend: String,
     pub producers: usize,
+    /// Groups (evstore) or writes (raw) allowed in flight; 1 for the naive writer.
+    pub in_flight: usize,
+    /// Events (for `raw`: writes).
     pub events: u64,
     pub seconds: f64,
     /// Stream id + type + data + metadata bytes (for `raw`: bytes written).
@@ -17,35 +23,60 @@ pub struct Outcome {
     pub disk_bytes: u64,
     pub record_bytes: u64,
     pub syncs: u64,
+    /// Writes to disk: groups (evstore), drained batches (naive), writes (raw).
     pub groups: u64,
     /// Append-to-durable latency in microseconds (for `raw`: per write).
     pub latency_us: Histogram<u64>,
 }
 
+/// The largest latency a histogram holds: one hour, in microseconds.
+const LATENCY_US_MAX: u64 = 3_600_000_000;
+
+/// Latencies in microseconds, 3 significant digits (BENCH.md rule 3), up to an hour.
+///
+/// Fixed bounds on purpose: in hdrhistogram 7 `saturating_record` on an auto-resizing histogram
+/// (`Histogram::new`) never resizes; it clamps every value past the initial range to 2.
 pub fn histogram() -> Histogram<u64> {
-    Histogram::new(3).expect("3 significant digits is valid")
+    Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid bounds")
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
 }
 
 impl Outcome {
     pub fn events_per_sec(&self) -> f64 {
-        self.events as f64 / self.seconds
+        ratio(self.events as f64, self.seconds)
     }
 
     pub fn mb_per_sec(&self) -> f64 {
-        self.payload_bytes as f64 / self.seconds / 1e6
+        ratio(self.payload_bytes as f64 / 1e6, self.seconds)
     }
 
     pub fn disk_mb_per_sec(&self) -> f64 {
-        self.disk_bytes as f64 / self.seconds / 1e6
+        ratio(self.disk_bytes as f64 / 1e6, self.seconds)
     }
 
-    fn pct(&self, q: f64) -> u64 {
+    pub fn events_per_group(&self) -> f64 {
+        ratio(self.events as f64, self.groups as f64)
+    }
+
+    /// Write amplification of the record format: bytes on disk per encoded record byte.
+    pub fn disk_per_record(&self) -> f64 {
+        ratio(self.disk_bytes as f64, self.record_bytes as f64)
+    }
+
+    pub fn pct(&self, q: f64) -> u64 {
         self.latency_us.value_at_quantile(q)
     }
 
     pub fn header() -> String {
         format!(
-            "{:<8} {:<20} {:>10} {:>7} {:>11} {:>8} {:>9} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}",
+            "{:<8} {:<20} {:>10} {:>7} {:>11} {:>8} {:>9} {:>9} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}",
             "system",
             "sync",
             "events",
@@ -65,10 +96,8 @@ impl Outcome {
     }
 
     pub fn row(&self) -> String {
-        let per_group = if self.groups > 0 { self.events as f64 / self.groups as f64 } else { 0.0 };
-        let ratio = if self.record_bytes > 0 { self.disk_bytes as f64 / self.record_bytes as f64 } else { 0.0 };
         format!(
-            "{:<8} {:<20} {:>10} {:>7.3} {:>11.0} {:>8.1} {:>9} {:>9.1} {:>9.4} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}",
+            "{:<8} {:<20} {:>10} {:>7.3} {:>11.0} {:>8.1} {:>9} {:>9.1} {:>8.4} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}",
             self.system,
             self.sync,
             self.events,
@@ -76,8 +105,8 @@ impl Outcome {
             self.events_per_sec(),
             self.mb_per_sec(),
             self.syncs,
-            per_group,
-            ratio,
+            self.events_per_group(),
+            self.disk_per_record(),
             self.pct(0.5),
             self.pct(0.9),
             self.pct(0.99),
@@ -87,15 +116,19 @@ impl Outcome {
         )
     }
 
-    pub fn json(&self) -> String {
-        serde_json::json!({
+    /// One JSON object: the figures, then `context` (machine and options) merged in.
+    pub fn json(&self, context: &Map<String, Value>) -> String {
+        let mut object = json!({
             "system": self.system,
             "sync": self.sync,
+            "backend": self.backend,
             "producers": self.producers,
+            "in_flight": self.in_flight,
             "events": self.events,
             "seconds": self.seconds,
             "events_per_sec": self.events_per_sec(),
             "mb_per_sec": self.mb_per_sec(),
+            "disk_mb_per_sec": self.disk_mb_per_sec(),
             "p50_us": self.pct(0.5),
             "p90_us": self.pct(0.9),
             "p99_us": self.pct(0.99),
@@ -104,29 +137,36 @@ impl Outcome {
             "max_us": self.latency_us.max(),
             "fdatasyncs": self.syncs,
             "groups": self.groups,
+            "events_per_group": self.events_per_group(),
             "disk_bytes": self.disk_bytes,
             "record_bytes": self.record_bytes,
+            "disk_per_record": self.disk_per_record(),
             "payload_bytes": self.payload_bytes,
-        })
-        .to_string()
+        });
+        if let Value::Object(fields) = &mut object {
+            for (k, v) in context {
+                fields.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        object.to_string()
     }
 
-    /// Writes the full percentile distribution in HdrHistogram's classic `.hgrm` layout.
-    pub fn write_hgrm(&self, dir: &Path) -> std::io::Result<std::path::PathBuf> {
+    /// Writes the full percentile distribution in HdrHistogram's classic `.hgrm` layout
+    /// (Value, Percentile, TotalCount, 1/(1-Percentile); the 100% line has no last column).
+    pub fn write_hgrm(&self, dir: &Path) -> std::io::Result<PathBuf> {
         let path = dir.join(format!("{}.hgrm", self.system));
         let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
         writeln!(out, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)")?;
+        let mut total = 0u64;
         for v in self.latency_us.iter_quantiles(1) {
+            total += v.count_since_last_iteration();
             let q = v.quantile_iterated_to();
-            let inverse = if q < 1.0 { format!("{:>14.2}", 1.0 / (1.0 - q)) } else { format!("{:>14}", "inf") };
-            writeln!(
-                out,
-                "{:>12.3} {:>14.12} {:>10} {}",
-                v.value_iterated_to() as f64,
-                q,
-                v.count_since_last_iteration(),
-                inverse
-            )?;
+            let value = v.value_iterated_to() as f64;
+            if q < 1.0 {
+                writeln!(out, "{value:>12.3} {q:>2.12} {total:>10} {:>14.2}", 1.0 / (1.0 - q))?;
+            } else {
+                writeln!(out, "{value:>12.3} {q:>2.12} {total:>10}")?;
+            }
         }
         let h = &self.latency_us;
         writeln!(out, "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]", h.mean(), h.stdev())?;
@@ -134,5 +174,58 @@ impl Outcome {
         writeln!(out, "#[unit = microseconds, system = {}, sync = {}]", self.system, self.sync)?;
         out.flush()?;
         Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(latency_us: Histogram<u64>) -> Outcome {
+        Outcome {
+            system: "test".into(),
+            sync: "dsync".into(),
+            backend: "none".into(),
+            producers: 1,
+            in_flight: 1,
+            events: latency_us.len(),
+            seconds: 1.0,
+            payload_bytes: 0,
+            disk_bytes: 0,
+            record_bytes: 0,
+            syncs: 0,
+            groups: 0,
+            latency_us,
+        }
+    }
+
+    #[test]
+    fn large_latencies_are_kept_not_clamped() {
+        let mut h = histogram();
+        for v in [5_000, 100_000, 3_000_000] {
+            h.saturating_record(v);
+        }
+        assert!(h.min() >= 4_990, "min {}", h.min());
+        assert!(h.max() >= 2_990_000, "max {}", h.max());
+    }
+
+    #[test]
+    fn hgrm_total_count_is_cumulative() {
+        let mut h = histogram();
+        for v in 1..=1000 {
+            h.saturating_record(v);
+        }
+        let dir = std::env::temp_dir().join(format!("evstore-bench-hgrm-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = outcome(h).write_hgrm(&dir).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let rows: Vec<Vec<&str>> =
+            text.lines().skip(2).filter(|l| !l.starts_with('#')).map(|l| l.split_whitespace().collect()).collect();
+        let totals: Vec<u64> = rows.iter().map(|r| r[2].parse().unwrap()).collect();
+        assert!(totals.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*totals.last().unwrap(), 1000);
+        // The 100% line has no 1/(1-Percentile) column.
+        assert_eq!(rows.last().unwrap().len(), 3);
     }
 }
