@@ -86,7 +86,7 @@ struct Common {
     #[arg(long, default_value_t = 4)]
     in_flight: usize,
     /// While a group is in flight, the next is submitted early once it holds this much.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 256)]
     busy_group_kib: usize,
     /// One JSON object per system per line on stdout (notes go to stderr).
     #[arg(long)]

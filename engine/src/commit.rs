@@ -90,6 +90,8 @@ struct Submitter {
     segment: Option<ActiveSegment>,
     preparer: Option<Preparer>,
     next_position: u64,
+    /// Log end of the last submitted group.
+    submitted_end: u64,
     next_seq: u64,
     batch: Vec<Arc<Request>>,
     completions: Vec<Completion>,
@@ -215,7 +217,7 @@ impl Submitter {
             direct: shared.direct,
             faults: options.faults.clone(),
         })?;
-        Ok(Submitter {
+        let mut submitter = Submitter {
             io,
             slots: vec![Slot::default(); pool.len()],
             free: (0..pool.len()).rev().collect(),
@@ -226,6 +228,7 @@ impl Submitter {
             segment,
             preparer: Some(preparer),
             next_position: recovered.next_position,
+            submitted_end: recovered.next_position,
             next_seq: recovered.next_seq,
             batch: Vec::with_capacity(DRAIN_BATCH_APPENDS),
             completions: Vec::with_capacity(depth * 2),
@@ -235,7 +238,14 @@ impl Submitter {
             busy_group_bytes_min: options.busy_group_bytes_min,
             segment_bytes: options.segment_bytes,
             shared,
-        })
+        };
+        if submitter.segment.is_none() {
+            // A fresh store (or one whose last segment is full) takes its first segment now, so
+            // that `open` returns a store ready to write: otherwise the first append would wait
+            // for a whole segment to be pre-zeroed (over 100 ms for 256 MiB here).
+            submitter.rollover()?;
+        }
+        Ok(submitter)
     }
 
     fn poisoned(&self) -> bool {
@@ -256,10 +266,14 @@ impl Submitter {
             if popped > 0 {
                 continue;
             }
-            if self.current.is_some() && self.in_flight.len() < self.depth && self.someone_waits() {
-                // The queue ran dry and a caller is blocked on a ticket: holding the group back
-                // for more bytes would only add a write latency to its wait.
+            if self.current.is_some() && self.in_flight.len() < self.depth && self.someone_waits_for_current() {
+                // The queue ran dry and a caller is blocked on an append of the open group:
+                // holding the group back for more bytes would only add a write latency to its
+                // wait.
                 self.maybe_submit(true);
+                // Every placed append is now submitted; a caller still waiting for one not yet
+                // placed says so again when it is woken (at the next publication).
+                self.shared.wanted.fetch_min(self.submitted_end, Ordering::SeqCst);
             } else if !self.in_flight.is_empty() {
                 // Nothing queued and the pipeline is full: let the disk work.
                 self.reap(1);
@@ -451,8 +465,11 @@ impl Submitter {
         Ok(())
     }
 
-    fn someone_waits(&self) -> bool {
-        self.shared.parked.load(Ordering::SeqCst) > 0 || self.shared.wakers_waiting.load(Ordering::SeqCst) > 0
+    /// Whether a blocked caller waits for an append that is not submitted yet. Callers that wait
+    /// for groups already being written do not count: cutting the open group short for them
+    /// would only make groups smaller (more padding, more syncs) without shortening any wait.
+    fn someone_waits_for_current(&self) -> bool {
+        self.shared.wanted.load(Ordering::SeqCst) > self.submitted_end
     }
 
     /// Submits the current group if the pipeline policy says so (or `force` and room exists).
@@ -477,6 +494,7 @@ impl Submitter {
             events: meta.events,
         };
         self.next_seq += 1;
+        self.submitted_end = meta.end_position;
         let padded = round_up_block(meta.len);
         let buf = self.pool[slot].as_mut_slice();
         header.encode(&mut buf[..GROUP_HEADER_BYTES]);

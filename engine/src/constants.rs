@@ -36,10 +36,13 @@ pub const SEGMENT_NUMBER_MAX: u64 = (1 << (64 - LOCATION_OFFSET_BITS)) - 1;
 pub const SEGMENT_BYTES_DEFAULT: u64 = 256 << 20;
 pub const GROUP_BYTES_MAX_DEFAULT: usize = 4 << 20;
 pub const GROUPS_IN_FLIGHT_MAX_DEFAULT: usize = 4;
-pub const BUSY_GROUP_BYTES_MIN_DEFAULT: usize = 64 << 10;
+pub const BUSY_GROUP_BYTES_MIN_DEFAULT: usize = 256 << 10;
 pub const QUEUE_APPENDS_MAX_DEFAULT: usize = 65_536;
 /// Requests the submitter takes off the queue per lock of the stream table.
 pub const DRAIN_BATCH_APPENDS: usize = 256;
+/// Encoded bytes an append carries inside its request (one allocation for the request and its
+/// records); larger appends spill to the heap. A seed event encodes to 91 bytes.
+pub const REQUEST_INLINE_BYTES: usize = 160;
 /// Size of the zero buffer used to pre-write segments.
 pub const ZERO_CHUNK_BYTES: usize = 1 << 20;
 

@@ -38,6 +38,7 @@ mod store;
 #[doc(hidden)]
 pub mod testing;
 
+use std::borrow::Cow;
 use std::fmt;
 
 pub use constants::{
@@ -113,7 +114,8 @@ pub struct Options {
     /// How many groups may be written and flushing at once. Default 4, at most 64.
     pub groups_in_flight_max: usize,
     /// While a group is in flight, the next one is submitted early only once it holds at least
-    /// this many bytes (or when a completion frees the pipeline). Default 64 KiB.
+    /// this many bytes (or when a completion frees the pipeline, or a caller blocks on an append in
+    /// it). Default 256 KiB.
     pub busy_group_bytes_min: usize,
     /// Capacity of the append queue, in appends; a full queue blocks producers. Default 65,536.
     pub queue_appends_max: usize,
@@ -145,21 +147,88 @@ impl Default for Options {
 }
 
 /// An event to append: a type, the data and optional metadata (opaque bytes).
+///
+/// The fields borrow where they can (`Cow`): an event type that is a string literal, or data
+/// that lives elsewhere for the duration of the `append` call, is never copied onto the heap;
+/// `append` encodes the event before it returns, so the borrow ends there.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub event_type: String,
-    pub data: Vec<u8>,
-    pub metadata: Vec<u8>,
+pub struct Event<'a> {
+    pub event_type: Cow<'a, str>,
+    pub data: Cow<'a, [u8]>,
+    pub metadata: Cow<'a, [u8]>,
 }
 
-impl Event {
-    pub fn new(event_type: impl Into<String>, data: impl Into<Vec<u8>>) -> Event {
-        Event { event_type: event_type.into(), data: data.into(), metadata: Vec::new() }
+impl<'a> Event<'a> {
+    /// An event of `event_type` (a `&str` or a `String`) with `data` (bytes or text, borrowed or
+    /// owned: see [`EventBytes`]) and no metadata.
+    pub fn new(event_type: impl Into<Cow<'a, str>>, data: impl Into<EventBytes<'a>>) -> Event<'a> {
+        Event { event_type: event_type.into(), data: data.into().0, metadata: Cow::Borrowed(&[]) }
     }
 
-    pub fn with_metadata(mut self, metadata: impl Into<Vec<u8>>) -> Event {
-        self.metadata = metadata.into();
+    /// The same event with `metadata` (bytes or text, borrowed or owned).
+    pub fn with_metadata(mut self, metadata: impl Into<EventBytes<'a>>) -> Event<'a> {
+        self.metadata = metadata.into().0;
         self
+    }
+}
+
+/// Data or metadata handed to [`Event::new`]: made from `Vec<u8>`, `String`, `[u8; N]`,
+/// `&[u8]`, `&[u8; N]`, `&str`, `&Vec<u8>` or `&String`. Borrowed bytes are not copied until `append`
+/// encodes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventBytes<'a>(pub Cow<'a, [u8]>);
+
+impl From<Vec<u8>> for EventBytes<'_> {
+    fn from(bytes: Vec<u8>) -> Self {
+        EventBytes(Cow::Owned(bytes))
+    }
+}
+
+impl From<String> for EventBytes<'_> {
+    fn from(text: String) -> Self {
+        EventBytes(Cow::Owned(text.into_bytes()))
+    }
+}
+
+impl<'a> From<&'a [u8]> for EventBytes<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        EventBytes(Cow::Borrowed(bytes))
+    }
+}
+
+impl<'a, const N: usize> From<&'a [u8; N]> for EventBytes<'a> {
+    fn from(bytes: &'a [u8; N]) -> Self {
+        EventBytes(Cow::Borrowed(bytes))
+    }
+}
+
+impl<const N: usize> From<[u8; N]> for EventBytes<'_> {
+    fn from(bytes: [u8; N]) -> Self {
+        EventBytes(Cow::Owned(bytes.to_vec()))
+    }
+}
+
+impl<'a> From<&'a str> for EventBytes<'a> {
+    fn from(text: &'a str) -> Self {
+        EventBytes(Cow::Borrowed(text.as_bytes()))
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for EventBytes<'a> {
+    fn from(bytes: &'a Vec<u8>) -> Self {
+        EventBytes(Cow::Borrowed(bytes))
+    }
+}
+
+impl<'a> From<&'a String> for EventBytes<'a> {
+    fn from(text: &'a String) -> Self {
+        EventBytes(Cow::Borrowed(text.as_bytes()))
+    }
+}
+
+impl<'a> From<Cow<'a, [u8]>> for EventBytes<'a> {
+    fn from(bytes: Cow<'a, [u8]>) -> Self {
+        EventBytes(bytes)
     }
 }
 

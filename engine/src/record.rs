@@ -19,7 +19,11 @@
 //! 24 u32 bytes of records after the header   28 u32 number of records
 //! ```
 
-use crate::constants::{GROUP_HEADER_BYTES, RECORD_HEADER_BYTES};
+use crate::constants::{GROUP_HEADER_BYTES, RECORD_HEADER_BYTES, REQUEST_INLINE_BYTES};
+
+/// The encoded records of one append: inline up to `REQUEST_INLINE_BYTES`, so that a small
+/// append costs the producer one allocation (its request) rather than two.
+pub(crate) type RecordBytes = smallvec::SmallVec<[u8; REQUEST_INLINE_BYTES]>;
 
 pub(crate) const COMMIT_FLAG: u32 = 1 << 31;
 pub(crate) const GROUP_MAGIC: u32 = u32::from_le_bytes(*b"EVGR");
@@ -52,7 +56,7 @@ pub(crate) fn record_len(stream: &str, event_type: &str, metadata: &[u8], data: 
 /// Producer side: appends a record whose position, version and timestamp are still zero and
 /// whose CRC field holds the CRC of the body only. [`seal`] finishes it on the submitter.
 pub(crate) fn encode_unsealed(
-    out: &mut Vec<u8>,
+    out: &mut RecordBytes,
     stream: &str,
     event_type: &str,
     metadata: &[u8],
@@ -60,25 +64,28 @@ pub(crate) fn encode_unsealed(
     commit: bool,
 ) {
     let len = record_len(stream, event_type, metadata, data);
-    let start = out.len();
     let mut length_field = len as u32;
     debug_assert!(length_field & COMMIT_FLAG == 0);
     if commit {
         length_field |= COMMIT_FLAG;
     }
-    out.extend_from_slice(&length_field.to_le_bytes());
-    out.extend_from_slice(&[0u8; 4]);
-    out.extend_from_slice(&[0u8; 12]);
-    out.push(stream.len() as u8);
-    out.push(event_type.len() as u8);
-    out.extend_from_slice(&(metadata.len() as u16).to_le_bytes());
-    out.extend_from_slice(&[0u8; 8]);
-    out.extend_from_slice(stream.as_bytes());
-    out.extend_from_slice(event_type.as_bytes());
-    out.extend_from_slice(metadata);
-    out.extend_from_slice(data);
-    let body_crc = crc32c::crc32c(&out[start + RECORD_HEADER_BYTES..]);
-    out[start + 4..start + 8].copy_from_slice(&body_crc.to_le_bytes());
+    // One capacity check and one zero fill for the whole record, then plain slice writes: the
+    // header's position, version, timestamp and CRC stay zero until `seal`.
+    let start = out.len();
+    out.resize(start + len, 0);
+    let record = &mut out[start..];
+    record[0..4].copy_from_slice(&length_field.to_le_bytes());
+    record[20] = stream.len() as u8;
+    record[21] = event_type.len() as u8;
+    record[22..24].copy_from_slice(&(metadata.len() as u16).to_le_bytes());
+    let mut at = RECORD_HEADER_BYTES;
+    for field in [stream.as_bytes(), event_type.as_bytes(), metadata, data] {
+        record[at..at + field.len()].copy_from_slice(field);
+        at += field.len();
+    }
+    debug_assert_eq!(at, len);
+    let body_crc = crc32c::crc32c(&record[RECORD_HEADER_BYTES..]);
+    record[4..8].copy_from_slice(&body_crc.to_le_bytes());
 }
 
 /// Submitter side: fills in position, version and timestamp and finishes the CRC.
@@ -202,7 +209,7 @@ mod tests {
 
     #[test]
     fn seal_then_decode_round_trips() {
-        let mut out = Vec::new();
+        let mut out = RecordBytes::new();
         encode_unsealed(&mut out, "users/42", "ItemCreated", b"meta", b"{\"a\":1}", true);
         let len = seal(&mut out, 7, 3, 99);
         assert_eq!(len, out.len());
@@ -219,7 +226,7 @@ mod tests {
 
     #[test]
     fn every_bit_flip_is_detected() {
-        let mut out = Vec::new();
+        let mut out = RecordBytes::new();
         encode_unsealed(&mut out, "s", "t", b"", b"data", false);
         seal(&mut out, 1, 0, 5);
         for byte in 0..out.len() {

@@ -66,7 +66,7 @@ fn name_hash(stream: &str) -> u64 {
     stream.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-pub fn event(stream: &str, version: u64, seed: u64) -> Event {
+pub fn event(stream: &str, version: u64, seed: u64) -> Event<'static> {
     Event::new("TestEvent", payload(stream, version, seed))
 }
 

@@ -24,7 +24,7 @@ fn refused(result: evstore::Result<Ticket>) -> Error {
     }
 }
 
-fn one(event_type: &str, data: Vec<u8>) -> [Event; 1] {
+fn one(event_type: &str, data: Vec<u8>) -> [Event<'_>; 1] {
     [Event::new(event_type, data)]
 }
 

@@ -185,7 +185,7 @@ fn a_full_disk_at_segment_creation_fails_appends_without_poisoning() {
             });
             acked.push(i);
         }
-        let expected: Vec<Vec<u8>> = acked.iter().map(|&i| big(i).data).collect();
+        let expected: Vec<Vec<u8>> = acked.iter().map(|&i| big(i).data.into_owned()).collect();
         let data = |store: &Store| read_stream(store, "big").into_iter().map(|e| e.data).collect::<Vec<_>>();
         assert_eq!(data(&store), expected, "{backend:?}: exactly the acknowledged appends, in order");
         store.close().expect("close: a full disk does not poison");
