@@ -82,8 +82,17 @@ impl Client for Naive {
         Ok(wait)
     }
 
-    fn wait(&self, done: Receiver<()>) -> Result<(), String> {
-        done.recv().map_err(|_| "the naive writer failed before the event was durable".to_string())
+    fn wait(&self, done: Receiver<()>) -> Result<bool, String> {
+        match done.try_recv() {
+            Ok(()) => Ok(false),
+            Err(mpsc::TryRecvError::Empty) => done
+                .recv()
+                .map(|()| true)
+                .map_err(|_| "the naive writer failed before the event was durable".to_string()),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                Err("the naive writer failed before the event was durable".to_string())
+            }
+        }
     }
 }
 

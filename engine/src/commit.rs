@@ -94,6 +94,8 @@ struct Submitter {
     submitted_end: u64,
     next_seq: u64,
     batch: Vec<Arc<Request>>,
+    /// The append-queue shard the next drain starts at.
+    queue_cursor: usize,
     completions: Vec<Completion>,
     sync: SyncMode,
     depth: usize,
@@ -231,6 +233,7 @@ impl Submitter {
             submitted_end: recovered.next_position,
             next_seq: recovered.next_seq,
             batch: Vec::with_capacity(DRAIN_BATCH_APPENDS),
+            queue_cursor: 0,
             completions: Vec::with_capacity(depth * 2),
             sync: options.sync,
             depth,
@@ -307,17 +310,12 @@ impl Submitter {
     }
 
     fn pop_batch(&mut self) -> usize {
-        while self.batch.len() < DRAIN_BATCH_APPENDS {
-            match self.shared.queue.pop() {
-                Some(request) => {
-                    // The request was just written on a producer's core: start pulling its
-                    // cache lines over now, so the misses of a whole batch overlap instead of
-                    // stalling the submitter one after another.
-                    prefetch(Arc::as_ptr(&request) as *const u8);
-                    self.batch.push(request);
-                }
-                None => break,
-            }
+        self.shared.queue.pop_into(&mut self.queue_cursor, &mut self.batch, DRAIN_BATCH_APPENDS);
+        // The requests were just written on producers' cores: start pulling their cache lines
+        // over now, so the misses of a whole batch overlap instead of stalling the submitter one
+        // after another.
+        for request in &self.batch {
+            prefetch(Arc::as_ptr(request) as *const u8);
         }
         for request in &self.batch {
             let bytes = request.encoded.as_ptr();
@@ -409,12 +407,19 @@ impl Submitter {
                     let meta = &mut self.slots[slot];
                     let buf = self.pool[slot].as_mut_slice();
                     let start = meta.len;
-                    let bytes = request.encoded.len();
-                    buf[start..start + bytes].copy_from_slice(&request.encoded);
+                    let source = &request.encoded[..];
+                    let bytes = source.len();
                     let first_position = self.next_position;
                     let mut at = start;
                     for k in 0..request.events as u64 {
-                        let len = record::seal(&mut buf[at..], first_position + k, first_version + k, timestamp_us);
+                        let from = at - start;
+                        let len = record::seal_into(
+                            &mut buf[at..],
+                            &source[from..],
+                            first_position + k,
+                            first_version + k,
+                            timestamp_us,
+                        );
                         entry.locations.push(pack_location(meta.segment, meta.offset + at as u64));
                         at += len;
                     }

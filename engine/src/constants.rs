@@ -38,6 +38,8 @@ pub const GROUP_BYTES_MAX_DEFAULT: usize = 4 << 20;
 pub const GROUPS_IN_FLIGHT_MAX_DEFAULT: usize = 4;
 pub const BUSY_GROUP_BYTES_MIN_DEFAULT: usize = 256 << 10;
 pub const QUEUE_APPENDS_MAX_DEFAULT: usize = 65_536;
+/// Shards of the append queue (see queue.rs); `queue_appends_max` is split among them.
+pub const QUEUE_SHARDS: usize = 8;
 /// Requests the submitter takes off the queue per lock of the stream table.
 pub const DRAIN_BATCH_APPENDS: usize = 256;
 /// Encoded bytes an append carries inside its request (one allocation for the request and its

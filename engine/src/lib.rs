@@ -30,6 +30,7 @@ mod index;
 mod io;
 mod lock;
 mod platform;
+mod queue;
 mod reader;
 mod record;
 mod recovery;
@@ -117,7 +118,8 @@ pub struct Options {
     /// this many bytes (or when a completion frees the pipeline, or a caller blocks on an append in
     /// it). Default 256 KiB.
     pub busy_group_bytes_min: usize,
-    /// Capacity of the append queue, in appends; a full queue blocks producers. Default 65,536.
+    /// Capacity of the append queue, in appends, split among its shards (each `Store` clone
+    /// pushes into one); a full shard blocks its producers. Default 65,536.
     pub queue_appends_max: usize,
     /// Allow a directory on a file system that does not survive power loss (tmpfs, ramfs).
     pub allow_volatile: bool,

@@ -18,12 +18,11 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::thread::{JoinHandle, Thread};
 
-use crossbeam_queue::ArrayQueue;
-
 use crate::constants::*;
 use crate::error::{Error, Result};
 use crate::index::{stream_hash, Index};
 use crate::lock::DirLock;
+use crate::queue::AppendQueue;
 use crate::reader::{AllEvents, StreamEvents};
 use crate::{commit, platform, record, recovery};
 use crate::{Appended, Backend, Event, ExpectedVersion, Options};
@@ -102,7 +101,7 @@ pub(crate) struct Shared {
     pub options: Options,
     pub dir: PathBuf,
     pub direct: bool,
-    pub queue: ArrayQueue<Arc<Request>>,
+    pub queue: AppendQueue,
     pub durable: AtomicU64,
     pub closing: AtomicBool,
     /// The submitter has exited: nothing more will become durable.
@@ -201,6 +200,14 @@ impl Drop for Handle {
 /// showed those two atomic operations as the hottest instructions of `append` and `wait`.
 struct Local {
     shared: Arc<Shared>,
+    /// The shard of the append queue this value pushes into.
+    shard: usize,
+}
+
+impl Local {
+    fn new(shared: &Arc<Shared>) -> Arc<Local> {
+        Arc::new(Local { shared: shared.clone(), shard: shared.queue.assign_shard() })
+    }
 }
 
 /// An open event store. Cheap to clone; all clones share one store. Give each producer thread
@@ -213,7 +220,7 @@ pub struct Store {
 
 impl Clone for Store {
     fn clone(&self) -> Store {
-        Store { handle: self.handle.clone(), local: Arc::new(Local { shared: self.handle.shared.clone() }) }
+        Store { handle: self.handle.clone(), local: Local::new(&self.handle.shared) }
     }
 }
 
@@ -280,7 +287,7 @@ impl Store {
         };
         let recovered = recovery::recover(&dir, &options, direct)?;
         let shared = Arc::new(Shared {
-            queue: ArrayQueue::new(options.queue_appends_max),
+            queue: AppendQueue::new(options.queue_appends_max, QUEUE_SHARDS),
             durable: AtomicU64::new(recovered.next_position),
             closing: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -301,7 +308,7 @@ impl Store {
             direct,
         });
         let submitter = commit::start(shared.clone(), recovered)?;
-        let local = Arc::new(Local { shared: shared.clone() });
+        let local = Local::new(&shared);
         Ok(Store { handle: Arc::new(Handle { shared, submitter: Mutex::new(Some(submitter)), _lock: lock }), local })
     }
 
@@ -369,7 +376,7 @@ impl Store {
         let mut item = request.clone();
         let mut spins = 0u32;
         // Backpressure: a full queue blocks this producer, never grows memory.
-        while let Err(back) = shared.queue.push(item) {
+        while let Err(back) = shared.queue.push(self.local.shard, item) {
             item = back;
             if let Some(cause) = shared.poisoned.get() {
                 return Err(Error::Poisoned { cause: cause.clone() });
