@@ -92,6 +92,8 @@ struct Submitter {
     next_position: u64,
     /// Log end of the last submitted group.
     submitted_end: u64,
+    /// Per append-queue shard, the log end of its last placed append.
+    shard_end: Vec<u64>,
     next_seq: u64,
     batch: Vec<Arc<Request>>,
     /// The append-queue shard the next drain starts at.
@@ -231,6 +233,7 @@ impl Submitter {
             preparer: Some(preparer),
             next_position: recovered.next_position,
             submitted_end: recovered.next_position,
+            shard_end: vec![0; shared.queue.shard_count()],
             next_seq: recovered.next_seq,
             batch: Vec::with_capacity(DRAIN_BATCH_APPENDS),
             queue_cursor: 0,
@@ -269,14 +272,11 @@ impl Submitter {
             if popped > 0 {
                 continue;
             }
-            if self.current.is_some() && self.in_flight.len() < self.depth && self.someone_waits_for_current() {
-                // The queue ran dry and a caller is blocked on an append of the open group:
-                // holding the group back for more bytes would only add a write latency to its
-                // wait.
+            if self.current.is_some() && self.in_flight.len() < self.depth && self.blocked_producer_in_current() {
+                // The queue ran dry and a caller is blocked while the open group holds appends of
+                // its shard: that producer pushes nothing more until it is woken, so holding the
+                // group back for more bytes would only add a write latency to its wait.
                 self.maybe_submit(true);
-                // Every placed append is now submitted; a caller still waiting for one not yet
-                // placed says so again when it is woken (at the next publication).
-                self.shared.wanted.fetch_min(self.submitted_end, Ordering::SeqCst);
             } else if !self.in_flight.is_empty() {
                 // Nothing queued and the pipeline is full: let the disk work.
                 self.reap(1);
@@ -428,6 +428,7 @@ impl Submitter {
                     meta.len += bytes;
                     meta.events += request.events;
                     meta.end_position = self.next_position;
+                    self.shard_end[request.shard] = self.next_position;
                     meta.appends += 1;
                     meta.payload_bytes += request.payload_bytes;
                     request.version.store(first_version + request.events as u64 - 1, Ordering::Relaxed);
@@ -470,11 +471,14 @@ impl Submitter {
         Ok(())
     }
 
-    /// Whether a blocked caller waits for an append that is not submitted yet. Callers that wait
-    /// for groups already being written do not count: cutting the open group short for them
-    /// would only make groups smaller (more padding, more syncs) without shortening any wait.
-    fn someone_waits_for_current(&self) -> bool {
-        self.shared.wanted.load(Ordering::SeqCst) > self.submitted_end
+    /// Whether the open group holds an append of a shard whose caller is blocked on a ticket.
+    /// Callers whose appends are all in groups already being written do not count: cutting the
+    /// open group short for them would only make groups smaller (more padding, more syncs)
+    /// without shortening any wait.
+    fn blocked_producer_in_current(&self) -> bool {
+        let shard_end = &self.shard_end;
+        let submitted_end = self.submitted_end;
+        self.shared.queue.any_blocked(|shard| shard_end[shard] > submitted_end)
     }
 
     /// Submits the current group if the pipeline policy says so (or `force` and room exists).

@@ -14,8 +14,13 @@
 //! - The submitter visits the shards round-robin, starting one further each time, so a busy
 //!   shard cannot starve the others.
 //! - A full shard blocks only the producers pushing into it (backpressure); memory never grows.
+//!
+//! Each shard also counts the callers of its `Store` values that are blocked on a ticket. A
+//! producer thread blocked in `wait()` pushes nothing more, so every append of its shard that sits
+//! in the open group is only waiting to be written: the submitter cuts the open group short for it
+//! (commit.rs), instead of holding it back for more bytes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
@@ -24,6 +29,8 @@ use crate::store::Request;
 
 pub(crate) struct AppendQueue {
     shards: Box<[ArrayQueue<Arc<Request>>]>,
+    /// Callers blocked on a ticket of each shard.
+    blocked: Box<[AtomicU32]>,
     /// The shard the next `Store` value gets.
     next_shard: AtomicUsize,
 }
@@ -37,6 +44,7 @@ impl AppendQueue {
         let per_shard = capacity.div_ceil(shard_count);
         AppendQueue {
             shards: (0..shard_count).map(|_| ArrayQueue::new(per_shard)).collect(),
+            blocked: (0..shard_count).map(|_| AtomicU32::new(0)).collect(),
             next_shard: AtomicUsize::new(0),
         }
     }
@@ -49,6 +57,25 @@ impl AppendQueue {
     /// Pushes into `shard`, or hands the request back if that shard is full.
     pub(crate) fn push(&self, shard: usize, request: Arc<Request>) -> Result<(), Arc<Request>> {
         self.shards[shard].push(request)
+    }
+
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// A caller of `shard` is about to block on a ticket. SeqCst: either the submitter sees the
+    /// count, or the caller sees the watermark the submitter published before looking.
+    pub(crate) fn enter_blocked(&self, shard: usize) {
+        self.blocked[shard].fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn leave_blocked(&self, shard: usize) {
+        self.blocked[shard].fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether some shard with a blocked caller satisfies `pending` (has appends not submitted).
+    pub(crate) fn any_blocked(&self, mut pending: impl FnMut(usize) -> bool) -> bool {
+        (0..self.blocked.len()).any(|shard| self.blocked[shard].load(Ordering::SeqCst) > 0 && pending(shard))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -90,6 +117,7 @@ mod tests {
     fn request(tag: u32) -> Arc<Request> {
         Arc::new(Request {
             hash: 0,
+            shard: 0,
             stream_len: 0,
             expected: crate::ExpectedVersion::Any,
             events: tag,
@@ -126,5 +154,24 @@ mod tests {
         }
         assert!(queue.push(0, request(9)).is_err());
         assert!(queue.push(1, request(9)).is_ok());
+    }
+
+    #[test]
+    fn blocked_callers_are_counted_per_shard() {
+        let queue = AppendQueue::new(8, 4);
+        assert!(!queue.any_blocked(|_| true));
+        queue.enter_blocked(2);
+        queue.enter_blocked(2);
+        let mut asked = Vec::new();
+        assert!(queue.any_blocked(|shard| {
+            asked.push(shard);
+            true
+        }));
+        assert_eq!(asked, vec![2], "only shards with a blocked caller are asked about");
+        assert!(!queue.any_blocked(|_| false));
+        queue.leave_blocked(2);
+        assert!(queue.any_blocked(|shard| shard == 2));
+        queue.leave_blocked(2);
+        assert!(!queue.any_blocked(|_| true));
     }
 }

@@ -29,12 +29,12 @@ use crate::{Appended, Backend, Event, ExpectedVersion, Options};
 
 pub(crate) const PENDING: u64 = u64::MAX;
 pub(crate) const FAILED: u64 = u64::MAX - 1;
-/// `Shared::wanted` when a caller waits for an append whose position is not known yet.
-pub(crate) const NOT_PLACED: u64 = u64::MAX;
 
 /// One append on its way to the submitter.
 pub(crate) struct Request {
     pub hash: u64,
+    /// The append-queue shard it was pushed into.
+    pub shard: usize,
     pub stream_len: usize,
     pub expected: ExpectedVersion,
     pub events: u32,
@@ -114,11 +114,6 @@ pub(crate) struct Shared {
     pub parked: AtomicUsize,
     pub wakers: Mutex<Vec<(u64, Waker)>>,
     pub wakers_waiting: AtomicUsize,
-    /// The largest log end (position after the last event) a blocked caller waits for, or
-    /// `NOT_PLACED` when one waits for an append the submitter has not placed yet. The submitter
-    /// cuts a group short only for such a caller (see `commit.rs`); a caller that waits for a
-    /// group already being written does not make it cut the next one.
-    pub wanted: AtomicU64,
     pub index: Index,
     pub counters: Counters,
     pub backend: OnceLock<Backend>,
@@ -299,7 +294,6 @@ impl Store {
             parked: AtomicUsize::new(0),
             wakers: Mutex::new(Vec::new()),
             wakers_waiting: AtomicUsize::new(0),
-            wanted: AtomicU64::new(0),
             index: Index::default(),
             counters: Counters::default(),
             backend: OnceLock::new(),
@@ -364,6 +358,7 @@ impl Store {
         }
         let request = Arc::new(Request {
             hash: stream_hash(stream),
+            shard: self.local.shard,
             stream_len: stream.len(),
             expected,
             events: count as u32,
@@ -393,7 +388,7 @@ impl Store {
             }
         }
         shared.wake_submitter();
-        Ok(Ticket { request, local: self.local.clone() })
+        Ok(Ticket { request, local: self.local.clone(), blocked: false })
     }
 
     /// Events of `stream` from version `from_version` on, oldest first; only durable events.
@@ -509,6 +504,14 @@ fn encode_event(
 pub struct Ticket {
     request: Arc<Request>,
     local: Arc<Local>,
+    /// Whether this ticket counts as a blocked caller of its shard (see queue.rs).
+    blocked: bool,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.unblock();
+    }
 }
 
 impl std::fmt::Debug for Ticket {
@@ -544,19 +547,28 @@ impl Ticket {
         None
     }
 
-    /// Tells the submitter how far the log must be durable for this ticket (called before each
-    /// sleep; a woken caller that sleeps again says it again).
-    fn want(&self) {
-        let state = self.request.state.load(Ordering::SeqCst);
-        let end = if state == PENDING { NOT_PLACED } else { state + self.request.events as u64 };
-        self.shared().wanted.fetch_max(end, Ordering::SeqCst);
+    /// Counts this caller as blocked on its shard, so the submitter writes the shard's appends
+    /// without waiting for more bytes. Called before the final check that precedes a sleep.
+    fn block(&mut self) {
+        if !self.blocked {
+            self.blocked = true;
+            self.shared().queue.enter_blocked(self.local.shard);
+        }
+    }
+
+    fn unblock(&mut self) {
+        if self.blocked {
+            self.blocked = false;
+            self.shared().queue.leave_blocked(self.local.shard);
+        }
     }
 
     /// Blocks until the append is durable (or failed).
-    pub fn wait(self) -> Result<Appended> {
+    pub fn wait(mut self) -> Result<Appended> {
         if let Some(outcome) = self.check(Ordering::Acquire) {
             return outcome;
         }
+        self.block();
         let shared = self.shared();
         shared.parked.fetch_add(1, Ordering::SeqCst);
         let mut guard = shared.park_lock.lock().expect("park lock");
@@ -564,11 +576,11 @@ impl Ticket {
             if let Some(outcome) = self.check(Ordering::SeqCst) {
                 break outcome;
             }
-            self.want();
             guard = shared.park_cond.wait(guard).expect("park lock");
         };
         drop(guard);
         shared.parked.fetch_sub(1, Ordering::SeqCst);
+        self.unblock();
         outcome
     }
 
@@ -582,27 +594,31 @@ impl Future for Ticket {
     type Output = Result<Appended>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(outcome) = self.check(Ordering::Acquire) {
+        // A Ticket holds only pointers and a flag: it is Unpin.
+        let this = self.get_mut();
+        if let Some(outcome) = this.check(Ordering::Acquire) {
+            this.unblock();
             return Poll::Ready(outcome);
         }
-        let state = self.request.state.load(Ordering::Acquire);
+        this.block();
+        let state = this.request.state.load(Ordering::Acquire);
         // Until the submitter has placed the request its end is unknown: ask to be woken at the
         // next publication (target 0) and look again then.
-        let target = if state == PENDING { 0 } else { state + self.request.events as u64 };
+        let target = if state == PENDING { 0 } else { state + this.request.events as u64 };
         {
-            let mut wakers = self.shared().wakers.lock().expect("wakers lock");
+            let mut wakers = this.shared().wakers.lock().expect("wakers lock");
             // A future polled again without being woken must not pile up copies of its waker.
             if !wakers.iter().any(|(t, w)| *t == target && w.will_wake(cx.waker())) {
                 wakers.push((target, cx.waker().clone()));
             }
-            self.shared().wakers_waiting.store(wakers.len(), Ordering::SeqCst);
+            this.shared().wakers_waiting.store(wakers.len(), Ordering::SeqCst);
         }
-        match self.check(Ordering::SeqCst) {
-            Some(outcome) => Poll::Ready(outcome),
-            None => {
-                self.want();
-                Poll::Pending
+        match this.check(Ordering::SeqCst) {
+            Some(outcome) => {
+                this.unblock();
+                Poll::Ready(outcome)
             }
+            None => Poll::Pending,
         }
     }
 }
