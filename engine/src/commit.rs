@@ -592,7 +592,7 @@ impl Submitter {
         c.disk_bytes.fetch_add(meta.padded as u64, Ordering::Relaxed);
         c.record_bytes.fetch_add((meta.len - GROUP_HEADER_BYTES) as u64, Ordering::Relaxed);
         c.payload_bytes.fetch_add(meta.payload_bytes, Ordering::Relaxed);
-        // SeqCst pairs with the waiters' SeqCst increment of `parked` (see store.rs).
+        // SeqCst pairs with the waiters' SeqCst store of `wakers_waiting` (see store.rs).
         shared.durable.store(meta.end_position, Ordering::SeqCst);
     }
 

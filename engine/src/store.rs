@@ -7,6 +7,11 @@
 //! one are durable. A ticket is done when `first + events <= durable`: completion by watermark,
 //! one atomic store per group, not one channel per event.
 //!
+//! A caller that must wait (a blocked `wait()` or a pending `.await`) registers a waker with the
+//! log end its append needs (0 while the append is not placed yet: woken at the next
+//! publication). The submitter wakes only the wakers whose target the new watermark reached, so a
+//! blocked thread is not woken for groups it does not wait for.
+//!
 //! Invariants: `durable` only grows; nothing at or past it is ever returned to a reader or
 //! acknowledged; after `poisoned` is set it never moves again.
 
@@ -14,8 +19,8 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{JoinHandle, Thread};
 
 use crate::constants::*;
@@ -57,8 +62,8 @@ impl Request {
     /// wakes a waiter whose append failed (the watermark does not move for it).
     pub(crate) fn fail(&self, error: Error) {
         let _ = self.error.set(error);
-        // SeqCst pairs with the waiters' SeqCst increment of `parked`: either the waker sees
-        // the waiter counted, or the waiter sees FAILED before it sleeps.
+        // SeqCst pairs with the waiters' SeqCst store of `wakers_waiting`: either the submitter
+        // sees the waker registered, or the waiter sees FAILED before it sleeps.
         self.state.store(FAILED, Ordering::SeqCst);
     }
 }
@@ -109,9 +114,6 @@ pub(crate) struct Shared {
     pub poisoned: OnceLock<String>,
     pub submitter_sleeping: AtomicBool,
     pub submitter_thread: OnceLock<Thread>,
-    pub park_lock: Mutex<()>,
-    pub park_cond: Condvar,
-    pub parked: AtomicUsize,
     pub wakers: Mutex<Vec<(u64, Waker)>>,
     pub wakers_waiting: AtomicUsize,
     pub index: Index,
@@ -122,10 +124,6 @@ pub(crate) struct Shared {
 impl Shared {
     /// Wakes blocked and async waiters whose appends may have completed.
     pub(crate) fn wake_waiters(&self, everyone: bool) {
-        if everyone || self.parked.load(Ordering::SeqCst) > 0 {
-            let _guard = self.park_lock.lock().expect("park lock");
-            self.park_cond.notify_all();
-        }
         if everyone || self.wakers_waiting.load(Ordering::SeqCst) > 0 {
             let durable = self.durable.load(Ordering::SeqCst);
             let mut wakers = self.wakers.lock().expect("wakers lock");
@@ -289,9 +287,6 @@ impl Store {
             poisoned: OnceLock::new(),
             submitter_sleeping: AtomicBool::new(false),
             submitter_thread: OnceLock::new(),
-            park_lock: Mutex::new(()),
-            park_cond: Condvar::new(),
-            parked: AtomicUsize::new(0),
             wakers: Mutex::new(Vec::new()),
             wakers_waiting: AtomicUsize::new(0),
             index: Index::default(),
@@ -569,24 +564,52 @@ impl Ticket {
             return outcome;
         }
         self.block();
-        let shared = self.shared();
-        shared.parked.fetch_add(1, Ordering::SeqCst);
-        let mut guard = shared.park_lock.lock().expect("park lock");
+        let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
         let outcome = loop {
+            self.register(&waker);
             if let Some(outcome) = self.check(Ordering::SeqCst) {
                 break outcome;
             }
-            guard = shared.park_cond.wait(guard).expect("park lock");
+            // Woken by the submitter once the watermark reaches this ticket's target (or at the
+            // next publication while the append is not placed); a spurious return just loops.
+            std::thread::park();
         };
-        drop(guard);
-        shared.parked.fetch_sub(1, Ordering::SeqCst);
         self.unblock();
         outcome
+    }
+
+    /// Registers `waker` to be woken once the watermark reaches this ticket's end, or at the
+    /// next publication while the submitter has not placed the append yet (target 0).
+    fn register(&self, waker: &Waker) {
+        let state = self.request.state.load(Ordering::Acquire);
+        let target = if state == PENDING || state == FAILED { 0 } else { state + self.request.events as u64 };
+        let shared = self.shared();
+        let mut wakers = shared.wakers.lock().expect("wakers lock");
+        // A waiter registered again without being woken must not pile up copies of its waker.
+        if !wakers.iter().any(|(t, w)| *t == target && w.will_wake(waker)) {
+            wakers.push((target, waker.clone()));
+        }
+        // SeqCst pairs with the submitter's SeqCst store of `durable` (and of a request's
+        // FAILED state): either it sees this waker, or the caller's re-check sees the outcome.
+        shared.wakers_waiting.store(wakers.len(), Ordering::SeqCst);
     }
 
     /// Whether the outcome is already known (durable or failed).
     pub fn is_done(&self) -> bool {
         self.check(Ordering::SeqCst).is_some()
+    }
+}
+
+/// Wakes a thread blocked in [`Ticket::wait`].
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
     }
 }
 
@@ -601,18 +624,7 @@ impl Future for Ticket {
             return Poll::Ready(outcome);
         }
         this.block();
-        let state = this.request.state.load(Ordering::Acquire);
-        // Until the submitter has placed the request its end is unknown: ask to be woken at the
-        // next publication (target 0) and look again then.
-        let target = if state == PENDING { 0 } else { state + this.request.events as u64 };
-        {
-            let mut wakers = this.shared().wakers.lock().expect("wakers lock");
-            // A future polled again without being woken must not pile up copies of its waker.
-            if !wakers.iter().any(|(t, w)| *t == target && w.will_wake(cx.waker())) {
-                wakers.push((target, cx.waker().clone()));
-            }
-            this.shared().wakers_waiting.store(wakers.len(), Ordering::SeqCst);
-        }
+        this.register(cx.waker());
         match this.check(Ordering::SeqCst) {
             Some(outcome) => {
                 this.unblock();
