@@ -1,11 +1,14 @@
 //! evstore-bench: the seed workload (and a low-load probe) against evstore, a naive port of the
-//! seed's design and the raw disk, all measured in the same run on the same file system.
+//! seed's design, SQLite used as an event store and the raw disk, all measured in the same run on
+//! the same file system.
 //! How we measure: shared/BENCH.md. Results and the commands behind them: docs/results.md.
 
+mod channel;
 mod machine;
 mod naive;
 mod raw;
 mod report;
+mod sqlite;
 mod workload;
 
 use std::path::{Path, PathBuf};
@@ -108,9 +111,9 @@ struct SeedArgs {
     /// Producer threads [default: available cores].
     #[arg(long)]
     producers: Option<usize>,
-    /// Comma-separated, from: evstore, naive, raw (raw always runs last: it copies evstore's
-    /// byte volume and group size).
-    #[arg(long, default_value = "evstore,naive,raw")]
+    /// Comma-separated, from: evstore, naive, sqlite, raw (raw always runs last: it copies
+    /// evstore's byte volume and group size).
+    #[arg(long, default_value = "evstore,naive,sqlite,raw")]
     systems: String,
     /// Streams appended to evstore before timing starts; not counted.
     #[arg(long, default_value_t = 0)]
@@ -338,7 +341,7 @@ fn run_naive(args: &SeedArgs, shape: Shape) -> Result<Outcome, String> {
     let data = common.data_dir("naive")?;
     let naive =
         naive::Naive::open(&data.path, common.durable()).map_err(|e| format!("opening the naive store: {e}"))?;
-    let driven = drive(&naive, shape, "users/");
+    let driven = drive(&naive.client, shape, "users/");
     let counters = naive.counters();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let (events, syncs, batches, record_bytes) =
@@ -366,6 +369,45 @@ fn run_naive(args: &SeedArgs, shape: Shape) -> Result<Outcome, String> {
     })
 }
 
+fn run_sqlite(args: &SeedArgs, shape: Shape) -> Result<Outcome, String> {
+    let common = &args.common;
+    let data = common.data_dir("sqlite")?;
+    let sqlite = sqlite::Sqlite::open(&data.path, common.durable())?;
+    let driven = drive(&sqlite.client, shape, "users/");
+    let counters = sqlite.counters();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let (events, syncs, batches, record_bytes) =
+        (load(&counters.events), load(&counters.syncs), load(&counters.batches), load(&counters.record_bytes));
+    // Close first: if the writer failed, its error explains the producers' failure.
+    let files = sqlite.close().map_err(|e| format!("the sqlite writer: {e}"))?;
+    let (seconds, latency_us) = driven?;
+    common.note(&format!(
+        "sqlite: events.db {} B + events.db-wal {} B at the end of the run, {} transactions{}",
+        files.db_bytes,
+        files.wal_bytes,
+        batches,
+        common.durability_tag()
+    ));
+    let payload_bytes = (0..shape.streams).map(|i| payload_per_event(&format!("users/{i}"))).sum::<u64>()
+        * shape.events_per_stream as u64;
+    Ok(Outcome {
+        system: "sqlite".into(),
+        sync: sqlite::sync_label(common.durable()).into(),
+        backend: format!("SQLite {} (bundled)", rusqlite::version()),
+        producers: shape.producers,
+        in_flight: 1,
+        events,
+        seconds,
+        payload_bytes,
+        disk_bytes: files.total(),
+        record_bytes,
+        // One durable commit per transaction; SQLite's checkpoint syncs are not counted.
+        syncs,
+        groups: batches,
+        latency_us,
+    })
+}
+
 fn seed(args: &SeedArgs) -> Result<(), String> {
     let common = &args.common;
     let shape = Shape {
@@ -374,8 +416,8 @@ fn seed(args: &SeedArgs) -> Result<(), String> {
         producers: args.producers.unwrap_or_else(machine::cores).max(1),
     };
     let systems: Vec<&str> = args.systems.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    if let Some(unknown) = systems.iter().find(|s| !["evstore", "naive", "raw"].contains(s)) {
-        return Err(format!("unknown system {unknown:?} in --systems (use evstore, naive, raw)"));
+    if let Some(unknown) = systems.iter().find(|s| !["evstore", "naive", "sqlite", "raw"].contains(s)) {
+        return Err(format!("unknown system {unknown:?} in --systems (use evstore, naive, sqlite, raw)"));
     }
     std::fs::create_dir_all(&common.dir).map_err(|e| format!("creating {}: {e}", common.dir.display()))?;
     let context = common.print_machine(&format!(
@@ -391,6 +433,7 @@ fn seed(args: &SeedArgs) -> Result<(), String> {
         match *system {
             "evstore" => outcomes.push(run_evstore(args, shape)?),
             "naive" => outcomes.push(run_naive(args, shape)?),
+            "sqlite" => outcomes.push(run_sqlite(args, shape)?),
             _ => {}
         }
     }
@@ -424,6 +467,14 @@ fn seed(args: &SeedArgs) -> Result<(), String> {
             engine.events_per_sec(),
             naive.events_per_sec(),
             engine.events_per_sec() / naive.events_per_sec()
+        ));
+    }
+    if let (Some(engine), Some(sqlite)) = (find("evstore"), find("sqlite")) {
+        common.note(&format!(
+            "evstore / sqlite events/s: {:.0} / {:.0} = {:.2}x{tag}",
+            engine.events_per_sec(),
+            sqlite.events_per_sec(),
+            engine.events_per_sec() / sqlite.events_per_sec()
         ));
     }
     if let (Some(engine), Some(raw)) = (find("evstore"), find("raw")) {

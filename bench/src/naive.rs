@@ -6,18 +6,10 @@ use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::sync::Mutex;
+use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 
-use crate::workload::{Client, EVENT_DATA, EVENT_TYPE};
-
-pub struct Message {
-    stream: String,
-    event_type: &'static str,
-    data: Vec<u8>,
-    done: SyncSender<()>,
-}
+use crate::channel::{ChannelClient, Message};
 
 /// What the writer did, read after the run.
 #[derive(Default)]
@@ -30,8 +22,8 @@ pub struct Counters {
 }
 
 pub struct Naive {
-    /// Producers clone this; taking it out on close ends the writer's receive loop.
-    sender: Mutex<Option<Sender<Message>>>,
+    /// What the producers append through.
+    pub client: ChannelClient,
     writer: Option<JoinHandle<std::io::Result<()>>>,
     counters: std::sync::Arc<Counters>,
     path: PathBuf,
@@ -42,13 +34,13 @@ impl Naive {
     pub fn open(dir: &Path, sync: bool) -> std::io::Result<Naive> {
         let path = dir.join("events.log");
         let file = File::create(&path)?;
-        let (sender, receiver) = mpsc::channel();
+        let (client, receiver) = ChannelClient::new("naive");
         let counters = std::sync::Arc::new(Counters::default());
         let writer_counters = counters.clone();
         let writer = std::thread::Builder::new()
             .name("naive-writer".into())
             .spawn(move || write_loop(file, receiver, sync, &writer_counters))?;
-        Ok(Naive { sender: Mutex::new(Some(sender)), writer: Some(writer), counters, path })
+        Ok(Naive { client, writer: Some(writer), counters, path })
     }
 
     pub fn counters(&self) -> &Counters {
@@ -57,42 +49,11 @@ impl Naive {
 
     /// Stops the writer and returns the final file length.
     pub fn close(mut self) -> std::io::Result<u64> {
-        drop(self.sender.lock().unwrap_or_else(|e| e.into_inner()).take());
+        self.client.stop();
         if let Some(writer) = self.writer.take() {
             writer.join().map_err(|_| std::io::Error::other("the naive writer thread panicked"))??;
         }
         Ok(std::fs::metadata(&self.path)?.len())
-    }
-}
-
-impl Client for Naive {
-    type Producer = Sender<Message>;
-    type Pending = Receiver<()>;
-
-    fn producer(&self) -> Sender<Message> {
-        let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
-        sender.as_ref().expect("producers only run between open and close").clone()
-    }
-
-    fn append(&self, sender: &Sender<Message>, stream: &str) -> Result<Receiver<()>, String> {
-        // A fresh completion channel per event, as the seed completes one task per event.
-        let (done, wait) = mpsc::sync_channel(1);
-        let message = Message { stream: stream.to_string(), event_type: EVENT_TYPE, data: EVENT_DATA.to_vec(), done };
-        sender.send(message).map_err(|_| "the naive writer stopped (see the error on close)".to_string())?;
-        Ok(wait)
-    }
-
-    fn wait(&self, done: Receiver<()>) -> Result<bool, String> {
-        match done.try_recv() {
-            Ok(()) => Ok(false),
-            Err(mpsc::TryRecvError::Empty) => done
-                .recv()
-                .map(|()| true)
-                .map_err(|_| "the naive writer failed before the event was durable".to_string()),
-            Err(mpsc::TryRecvError::Disconnected) => {
-                Err("the naive writer failed before the event was durable".to_string())
-            }
-        }
     }
 }
 

@@ -13,7 +13,7 @@ pub struct Outcome {
     /// The I/O path actually used.
     pub backend: String,
     pub producers: usize,
-    /// Groups (evstore) or writes (raw) allowed in flight; 1 for the naive writer.
+    /// Groups (evstore) or writes (raw) allowed in flight; 1 for the naive and sqlite writers.
     pub in_flight: usize,
     /// Events (for `raw`: writes).
     pub events: u64,
@@ -23,7 +23,7 @@ pub struct Outcome {
     pub disk_bytes: u64,
     pub record_bytes: u64,
     pub syncs: u64,
-    /// Writes to disk: groups (evstore), drained batches (naive), writes (raw).
+    /// Writes to disk: groups (evstore), drained batches (naive; sqlite: one transaction each), writes (raw).
     pub groups: u64,
     /// Append-to-durable latency in microseconds (for `raw`: per write).
     pub latency_us: Histogram<u64>,
