@@ -1,5 +1,8 @@
 //! Many threads appending to many streams at once: every stream must read back in version
 //! order with its own data, and the log must hold positions 0..n with no gap or duplicate.
+//! Half the threads share one `Store` value (one append-queue shard), the other half each use
+//! their own clone (their own shard): appends through one value must keep their order either
+//! way, since every append here expects the exact version its predecessor created.
 //! Without this, a race in the submitter's ordering or in the watermark would go unseen by the
 //! single-threaded tests.
 
@@ -23,6 +26,8 @@ fn concurrent_producers_keep_every_stream_in_order() {
             .map(|t| {
                 let store = store.clone();
                 std::thread::spawn(move || {
+                    let own_clone = (t % 2 == 0).then(|| (*store).clone());
+                    let store: &evstore::Store = own_clone.as_ref().unwrap_or(&store);
                     // Interleave streams: one event per stream per pass, without waiting.
                     let mut tickets = Vec::new();
                     for version in 0..EVENTS_PER_STREAM {
