@@ -118,6 +118,7 @@ pub(crate) fn start(shared: Arc<Shared>, recovered: Recovered) -> Result<JoinHan
             match Submitter::new(thread_shared.clone(), recovered) {
                 Ok(submitter) => {
                     let _ = ready_sender.send(Ok(()));
+                    let _guard = StopGuard(thread_shared.clone());
                     submitter.run();
                 }
                 Err(e) => {
@@ -137,6 +138,20 @@ pub(crate) fn start(shared: Arc<Shared>, recovered: Recovered) -> Result<JoinHan
         Err(_) => {
             let _ = handle.join();
             Err(Error::Poisoned { cause: "the submitter thread died during start".into() })
+        }
+    }
+}
+
+/// Makes a panicking submitter look like a failed store instead of a silent one: without it,
+/// producers would keep queueing appends (and then block on a full queue) and waiters would sleep
+/// forever, since nothing else would ever publish or wake them.
+struct StopGuard(Arc<Shared>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stopped.store(true, Ordering::SeqCst);
+            self.0.poison("the submitter thread panicked (a bug in evstore; please report it)".into());
         }
     }
 }

@@ -118,8 +118,8 @@ pub struct Options {
     /// this many bytes (or when a completion frees the pipeline, or a caller blocks on an append in
     /// it). Default 256 KiB.
     pub busy_group_bytes_min: usize,
-    /// Capacity of the append queue, in appends, split among its shards (each `Store` clone
-    /// pushes into one); a full shard blocks its producers. Default 65,536.
+    /// Capacity of the append queue, in appends, split among its 8 shards (a stream's appends
+    /// all go into one, picked by its hash); a full shard blocks its producers. Default 65,536.
     pub queue_appends_max: usize,
     /// Allow a directory on a file system that does not survive power loss (tmpfs, ramfs).
     pub allow_volatile: bool,

@@ -1,26 +1,29 @@
 //! The append queue between producers and the submitter: a few bounded lock-free queues
 //! (crossbeam `ArrayQueue`s), called shards, allocated at open.
 //!
-//! Layout: `shard_count` shards of `ceil(queue_appends_max / shard_count)` requests each. Every
-//! `Store` value (each clone) pushes into one shard, handed out round-robin when the value is
-//! made, so producer threads that each hold their own clone do not fight over one queue tail:
-//! with a single queue, the tail's compare-and-swap was the hottest instruction of `append` in
-//! profiles of the seed workload (two producers on two cores).
+//! Layout: `shard_count` shards of `ceil(queue_appends_max / shard_count)` requests each. An
+//! append goes into the shard its stream's hash picks, so producers appending to different
+//! streams mostly push into different shards and do not fight over one queue tail: with a single
+//! queue, the tail's compare-and-swap was the hottest instruction of `append` in profiles of the
+//! seed workload (two producers on two cores).
 //!
 //! Invariants:
-//! - Requests pushed into one shard are popped in push order, so appends made through one
-//!   `Store` value are placed in the order they were made. Appends made through different clones
-//!   are concurrent: their relative order is whatever the submitter meets first.
+//! - Requests pushed into one shard are popped in push order. All appends to one stream go
+//!   through one shard, so appends to a stream are placed in the order they were pushed, from
+//!   whatever thread, `Store` clone or async task (an expected-version chain built without
+//!   waiting holds). Appends to different streams may be placed in another order than they were
+//!   made, unless the earlier one's ticket resolved first.
 //! - The submitter visits the shards round-robin, starting one further each time, so a busy
 //!   shard cannot starve the others.
 //! - A full shard blocks only the producers pushing into it (backpressure); memory never grows.
 //!
-//! Each shard also counts the callers of its `Store` values that are blocked on a ticket. A
-//! producer thread blocked in `wait()` pushes nothing more, so every append of its shard that sits
-//! in the open group is only waiting to be written: the submitter cuts the open group short for it
-//! (commit.rs), instead of holding it back for more bytes.
+//! Each shard also counts the callers blocked on a ticket of one of its appends. A producer
+//! thread blocked in `wait()` pushes nothing more until it is woken, so the shard's appends that
+//! sit in the open group are only waiting to be written: the submitter cuts the open group short
+//! for them (commit.rs), instead of holding it back for more bytes. (A pending `.await` counts
+//! too, although its thread may go on appending; that only makes groups smaller.)
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
@@ -31,8 +34,6 @@ pub(crate) struct AppendQueue {
     shards: Box<[ArrayQueue<Arc<Request>>]>,
     /// Callers blocked on a ticket of each shard.
     blocked: Box<[AtomicU32]>,
-    /// The shard the next `Store` value gets.
-    next_shard: AtomicUsize,
 }
 
 impl AppendQueue {
@@ -45,13 +46,13 @@ impl AppendQueue {
         AppendQueue {
             shards: (0..shard_count).map(|_| ArrayQueue::new(per_shard)).collect(),
             blocked: (0..shard_count).map(|_| AtomicU32::new(0)).collect(),
-            next_shard: AtomicUsize::new(0),
         }
     }
 
-    /// The shard for a new `Store` value.
-    pub(crate) fn assign_shard(&self) -> usize {
-        self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len()
+    /// The shard of every append to the stream whose hash is `stream_hash`. The high half of
+    /// the hash is used: the stream table takes its bucket from the low bits.
+    pub(crate) fn shard_of(&self, stream_hash: u64) -> usize {
+        ((stream_hash >> 32) % self.shards.len() as u64) as usize
     }
 
     /// Pushes into `shard`, or hands the request back if that shard is full.
@@ -109,7 +110,9 @@ mod tests {
         let queue = AppendQueue::new(10, 4);
         assert_eq!(queue.shards.len(), 4);
         assert!(queue.shards.iter().all(|shard| shard.capacity() == 3));
-        assert_eq!((0..5).map(|_| queue.assign_shard()).collect::<Vec<_>>(), vec![0, 1, 2, 3, 0]);
+        let shards: Vec<usize> = (0..64u64).map(|i| queue.shard_of(i << 32)).collect();
+        assert_eq!(&shards[..5], &[0, 1, 2, 3, 0], "the high half of the hash picks the shard");
+        assert_eq!(queue.shard_of(7), queue.shard_of(7 | 3 << 32) ^ 3, "the low half does not");
         // Fewer requests than shards: one request per shard.
         assert_eq!(AppendQueue::new(2, 8).shards.len(), 2);
     }

@@ -77,7 +77,12 @@ pub(crate) fn encode_unsealed(
     header[21] = event_type.len() as u8;
     header[22..24].copy_from_slice(&(metadata.len() as u16).to_le_bytes());
     let start = out.len();
-    out.reserve(len);
+    if out.is_empty() {
+        // A large single event allocates its exact size, not the next power of two.
+        out.reserve_exact(len);
+    } else {
+        out.reserve(len);
+    }
     out.extend_from_slice(&header);
     for field in [stream.as_bytes(), event_type.as_bytes(), metadata, data] {
         out.extend_from_slice(field);

@@ -38,7 +38,7 @@ pub(crate) const FAILED: u64 = u64::MAX - 1;
 /// One append on its way to the submitter.
 pub(crate) struct Request {
     pub hash: u64,
-    /// The append-queue shard it was pushed into.
+    /// The append-queue shard it was pushed into (chosen by the stream's hash).
     pub shard: usize,
     pub stream_len: usize,
     pub expected: ExpectedVersion,
@@ -123,20 +123,43 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Wakes blocked and async waiters whose appends may have completed.
+    ///
+    /// The wakers are called after the lock is released (a waker that polls its task inline
+    /// would otherwise re-enter `Ticket::register` and deadlock), and a waker that panics is
+    /// contained: it is the caller's code, running on the submitter thread.
     pub(crate) fn wake_waiters(&self, everyone: bool) {
-        if everyone || self.wakers_waiting.load(Ordering::SeqCst) > 0 {
-            let durable = self.durable.load(Ordering::SeqCst);
-            let mut wakers = self.wakers.lock().expect("wakers lock");
+        // Pairs with the SeqCst store of `wakers_waiting` in `Ticket::register`: a request's
+        // state is stored with Release ordering before this call, and the fence makes a waiter
+        // that registered too late for us to see it see that state in its re-check.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if !everyone && self.wakers_waiting.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let durable = self.durable.load(Ordering::SeqCst);
+        let mut due: smallvec::SmallVec<[Waker; 8]> = smallvec::SmallVec::new();
+        {
+            let mut wakers = self.lock_wakers();
             let mut index = 0;
             while index < wakers.len() {
                 if everyone || wakers[index].0 <= durable {
-                    wakers.swap_remove(index).1.wake();
+                    due.push(wakers.swap_remove(index).1);
                 } else {
                     index += 1;
                 }
             }
             self.wakers_waiting.store(wakers.len(), Ordering::SeqCst);
         }
+        for waker in due {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake())).is_err() {
+                tracing::error!("a waker of an evstore ticket panicked; its task was not woken");
+            }
+        }
+    }
+
+    /// The wakers list. A panic while it was held (only a waker's `clone` or `will_wake` can
+    /// panic there) leaves the list itself intact, so poisoning is ignored.
+    pub(crate) fn lock_wakers(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Waker)>> {
+        self.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn poison(&self, cause: String) {
@@ -193,13 +216,11 @@ impl Drop for Handle {
 /// showed those two atomic operations as the hottest instructions of `append` and `wait`.
 struct Local {
     shared: Arc<Shared>,
-    /// The shard of the append queue this value pushes into.
-    shard: usize,
 }
 
 impl Local {
     fn new(shared: &Arc<Shared>) -> Arc<Local> {
-        Arc::new(Local { shared: shared.clone(), shard: shared.queue.assign_shard() })
+        Arc::new(Local { shared: shared.clone() })
     }
 }
 
@@ -351,9 +372,11 @@ impl Store {
                 events_max: APPEND_EVENTS_MAX,
             });
         }
+        let hash = stream_hash(stream);
+        let shard = shared.queue.shard_of(hash);
         let request = Arc::new(Request {
-            hash: stream_hash(stream),
-            shard: self.local.shard,
+            hash,
+            shard,
             stream_len: stream.len(),
             expected,
             events: count as u32,
@@ -366,7 +389,7 @@ impl Store {
         let mut item = request.clone();
         let mut spins = 0u32;
         // Backpressure: a full queue blocks this producer, never grows memory.
-        while let Err(back) = shared.queue.push(self.local.shard, item) {
+        while let Err(back) = shared.queue.push(shard, item) {
             item = back;
             if let Some(cause) = shared.poisoned.get() {
                 return Err(Error::Poisoned { cause: cause.clone() });
@@ -542,19 +565,19 @@ impl Ticket {
         None
     }
 
-    /// Counts this caller as blocked on its shard, so the submitter writes the shard's appends
+    /// Counts this caller as blocked on its append's shard, so the submitter writes the shard's appends
     /// without waiting for more bytes. Called before the final check that precedes a sleep.
     fn block(&mut self) {
         if !self.blocked {
             self.blocked = true;
-            self.shared().queue.enter_blocked(self.local.shard);
+            self.shared().queue.enter_blocked(self.request.shard);
         }
     }
 
     fn unblock(&mut self) {
         if self.blocked {
             self.blocked = false;
-            self.shared().queue.leave_blocked(self.local.shard);
+            self.shared().queue.leave_blocked(self.request.shard);
         }
     }
 
@@ -584,7 +607,7 @@ impl Ticket {
         let state = self.request.state.load(Ordering::Acquire);
         let target = if state == PENDING || state == FAILED { 0 } else { state + self.request.events as u64 };
         let shared = self.shared();
-        let mut wakers = shared.wakers.lock().expect("wakers lock");
+        let mut wakers = shared.lock_wakers();
         // A waiter registered again without being woken must not pile up copies of its waker.
         if !wakers.iter().any(|(t, w)| *t == target && w.will_wake(waker)) {
             wakers.push((target, waker.clone()));

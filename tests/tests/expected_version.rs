@@ -2,7 +2,8 @@
 //! check fails only its own append (with the actual version), a multi-event append to a new
 //! stream gets versions 0..n, and of two racing `NoStream` appends exactly one wins. Without
 //! this, two writers could both believe they created a stream, or a refused append could take
-//! its neighbours down with it.
+//! its neighbours down with it. An expected-version chain built without waiting must also hold
+//! when its appends go through different clones of the store.
 
 use evstore::{Error, Event, ExpectedVersion};
 use evstore_tests::{append_one, backends, open, small_options, temp_dir, watchdog};
@@ -92,6 +93,23 @@ fn of_racing_creators_exactly_one_wins() {
                 );
             }
             assert_eq!(store.read_stream(&stream, 0).expect("read").count(), 1);
+        }
+    }
+}
+
+#[test]
+fn a_chain_built_without_waiting_holds_across_clones() {
+    let _watchdog = watchdog("a_chain_built_without_waiting_holds_across_clones", 60);
+    for backend in backends() {
+        let dir = temp_dir("expected-clones");
+        let Some(store) = open(dir.path(), small_options(backend)) else { continue };
+        for round in 0..200 {
+            let stream = format!("chain-{round}");
+            let other = store.clone();
+            let first = store.append(&stream, ExpectedVersion::NoStream, [Event::new("E", b"0".to_vec())]);
+            let second = other.append(&stream, ExpectedVersion::Exact(0), [Event::new("E", b"1".to_vec())]);
+            assert_eq!(first.expect("append").wait().expect("first").version, 0);
+            assert_eq!(second.expect("append").wait().expect("second, made after the first").version, 1, "{stream}");
         }
     }
 }
