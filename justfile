@@ -14,8 +14,7 @@ lint:
 ci:
     bash .ci/run
 
-# The seed workload (10,000 streams x 1,000 events) with the default producers, beside the
-# naive port and the raw disk, measured in the same run.
+# The seed workload beside the naive port, SQLite and the raw disk, measured in the same run.
 bench-seed *ARGS:
     cargo run --release -p evstore-bench -- seed {{ARGS}}
 
@@ -23,10 +22,14 @@ bench-seed *ARGS:
 bench-seed-8:
     cargo run --release -p evstore-bench -- seed --producers 8
 
+# The seed workload with 1 producer (SQLite left out to keep it short).
+bench-seed-1:
+    cargo run --release -p evstore-bench -- seed --producers 1 --systems evstore,naive,raw
+
 # Both durable sync modes in one sitting (compare ratios to the raw disk, not absolute numbers).
 bench-sync-modes:
-    cargo run --release -p evstore-bench -- seed --sync dsync
-    cargo run --release -p evstore-bench -- seed --sync fdatasync
+    cargo run --release -p evstore-bench -- seed --sync dsync --systems evstore,naive,raw
+    cargo run --release -p evstore-bench -- seed --sync fdatasync --systems evstore,naive,raw
 
 # Pipeline depth sweep: groups in flight x early-submit threshold.
 bench-pipeline:
@@ -37,8 +40,9 @@ bench-pipeline:
 # Space and latency at low load: one small event per group.
 bench-lowload:
     cargo run --release -p evstore-bench -- lowload
+    cargo run --release -p evstore-bench -- lowload --sync fdatasync
 
 # Segment preparation: pre-zeroed vs fallocated.
 bench-prepare:
-    cargo run --release -p evstore-bench -- seed --segment-prepare zeroed
-    cargo run --release -p evstore-bench -- seed --segment-prepare fallocated
+    cargo run --release -p evstore-bench -- seed --segment-prepare zeroed --systems evstore,raw
+    cargo run --release -p evstore-bench -- seed --segment-prepare fallocated --systems evstore,raw
