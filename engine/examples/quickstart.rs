@@ -9,7 +9,7 @@ fn main() -> Result<(), evstore::Error> {
     let ticket = store.append(
         "users/42",
         ExpectedVersion::Any,
-        [Event::new("ItemCreated", br#"{"ItemId":"1324"}"#.to_vec())],
+        [Event::new("ItemCreated", br#"{"ItemId":"1324"}"#)],
     )?;
     let appended = ticket.wait()?;
     println!(

@@ -9,7 +9,7 @@
 //! ```no_run
 //! let store = evstore::Store::open("data", evstore::Options::default())?;
 //! let ticket = store.append("users/42", evstore::ExpectedVersion::Any,
-//!     [evstore::Event::new("ItemCreated", br#"{"ItemId":"1324"}"#.to_vec())])?;
+//!     [evstore::Event::new("ItemCreated", br#"{"ItemId":"1324"}"#)])?;
 //! let appended = ticket.wait()?;
 //! for event in store.read_stream("users/42", 0)? {
 //!     let event = event?;
