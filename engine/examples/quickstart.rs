@@ -6,11 +6,8 @@ use evstore::{Event, ExpectedVersion, Options, Store};
 fn main() -> Result<(), evstore::Error> {
     let dir = std::env::args().nth(1).unwrap_or_else(|| "quickstart-data".to_string());
     let store = Store::open(&dir, Options::default())?;
-    let ticket = store.append(
-        "users/42",
-        ExpectedVersion::Any,
-        [Event::new("ItemCreated", br#"{"ItemId":"1324"}"#)],
-    )?;
+    let ticket =
+        store.append("users/42", ExpectedVersion::Any, [Event::new("ItemCreated", br#"{"ItemId":"1324"}"#)])?;
     let appended = ticket.wait()?;
     println!(
         "durable at position {} as version {} ({:?} backend)",
