@@ -3,6 +3,7 @@
 //! completion channel, which the writer signals once the batch holding the event is durable.
 //! The peers differ only in what their writer does with a drained batch.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Mutex;
 
@@ -15,6 +16,19 @@ pub struct Message {
     pub data: Vec<u8>,
     /// Signalled once the event is durable; a producer that gave up has dropped the receiver.
     pub done: SyncSender<()>,
+}
+
+/// What a peer's writer did, read after the run.
+#[derive(Default)]
+pub struct Counters {
+    /// Drained batches: one flush (naive) or one committed transaction (SQLite) each.
+    pub batches: AtomicU64,
+    /// Durability operations the writer asked for (SQLite's checkpoints add syncs that are not
+    /// counted here, since SQLite does not report them).
+    pub syncs: AtomicU64,
+    /// Bytes of the records written (naive), or stream + type + data bytes committed (SQLite).
+    pub record_bytes: AtomicU64,
+    pub events: AtomicU64,
 }
 
 /// The producers' end of a peer: cloned senders, one per producer.

@@ -5,21 +5,11 @@
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 
-use crate::channel::{ChannelClient, Message};
-
-/// What the writer did, read after the run.
-#[derive(Default)]
-pub struct Counters {
-    /// Drained batches (one flush each).
-    pub batches: AtomicU64,
-    pub syncs: AtomicU64,
-    pub record_bytes: AtomicU64,
-    pub events: AtomicU64,
-}
+use crate::channel::{ChannelClient, Counters, Message};
 
 pub struct Naive {
     /// What the producers append through.

@@ -8,14 +8,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use rusqlite::{params, Connection};
 
-use crate::channel::{ChannelClient, Message};
+use crate::channel::{ChannelClient, Counters, Message};
 
 /// The database file; SQLite puts its write-ahead log beside it as `events.db-wal`.
 const DB_FILE: &str = "events.db";
@@ -32,19 +32,6 @@ const SCHEMA: &str = "CREATE TABLE events (
 
 /// `position` is left out: as the rowid alias SQLite assigns it, one past the largest so far.
 const INSERT: &str = "INSERT INTO events (stream, version, event_type, data) VALUES (?1, ?2, ?3, ?4)";
-
-/// What the writer did, read after the run.
-#[derive(Default)]
-pub struct Counters {
-    /// Committed transactions, one per drained batch.
-    pub batches: AtomicU64,
-    /// Commits that SQLite was asked to make durable (one WAL sync each; checkpoints add more
-    /// syncs that are not counted here, since SQLite does not report them).
-    pub syncs: AtomicU64,
-    /// Stream + type + data bytes of the events committed: what the caller asked to store.
-    pub record_bytes: AtomicU64,
-    pub events: AtomicU64,
-}
 
 /// The files' sizes when the writer stopped, before the connection closed: closing the last
 /// connection checkpoints the WAL into the database and deletes it, which the run never waited for.
