@@ -461,21 +461,15 @@ fn seed(args: &SeedArgs) -> Result<(), String> {
     common.print(&outcomes, &context);
     let find = |name: &str| outcomes.iter().find(|o| o.system == name);
     let tag = common.durability_tag();
-    if let (Some(engine), Some(naive)) = (find("evstore"), find("naive")) {
-        common.note(&format!(
-            "evstore / naive events/s: {:.0} / {:.0} = {:.2}x{tag}",
-            engine.events_per_sec(),
-            naive.events_per_sec(),
-            engine.events_per_sec() / naive.events_per_sec()
-        ));
-    }
-    if let (Some(engine), Some(sqlite)) = (find("evstore"), find("sqlite")) {
-        common.note(&format!(
-            "evstore / sqlite events/s: {:.0} / {:.0} = {:.2}x{tag}",
-            engine.events_per_sec(),
-            sqlite.events_per_sec(),
-            engine.events_per_sec() / sqlite.events_per_sec()
-        ));
+    for peer in ["naive", "sqlite"] {
+        if let (Some(engine), Some(other)) = (find("evstore"), find(peer)) {
+            common.note(&format!(
+                "evstore / {peer} events/s: {:.0} / {:.0} = {:.2}x{tag}",
+                engine.events_per_sec(),
+                other.events_per_sec(),
+                engine.events_per_sec() / other.events_per_sec()
+            ));
+        }
     }
     if let (Some(engine), Some(raw)) = (find("evstore"), find("raw")) {
         common.note(&format!(

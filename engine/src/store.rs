@@ -597,7 +597,7 @@ impl Ticket {
             // next publication while the append is not placed); a spurious return just loops.
             std::thread::park();
         };
-        self.unblock();
+        // `Drop` takes this caller off its shard's blocked count.
         outcome
     }
 
