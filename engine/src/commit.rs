@@ -32,6 +32,7 @@ use crate::constants::*;
 use crate::error::{Error, Result};
 use crate::index::{pack_location, GroupLocation};
 use crate::io::{portable::PortableIo, uring::UringIo, Completion, FaultyIo, GroupWrite, IoBackend, Stage};
+use crate::lock::DirLock;
 use crate::record::{self, GroupHeader};
 use crate::recovery::Recovered;
 use crate::segment::{self, Preparer, PreparerConfig, SegmentHeader};
@@ -70,6 +71,8 @@ struct Slot {
 struct ActiveSegment {
     number: u64,
     file: File,
+    /// Its size, from its header: a segment recovered from a run with other options keeps it.
+    bytes: u64,
     /// Where the next group starts.
     write_offset: u64,
 }
@@ -108,12 +111,17 @@ struct Submitter {
 
 /// Starts the submitter thread. The I/O backend is created on that thread (io_uring single
 /// issuer); its setup error comes back here.
-pub(crate) fn start(shared: Arc<Shared>, recovered: Recovered) -> Result<JoinHandle<()>> {
+///
+/// The thread owns the directory lock and releases it only as it exits, after its last write:
+/// whoever drops the last `Store` (even this very thread, from a waker), no second store can
+/// open the directory while this one may still write.
+pub(crate) fn start(shared: Arc<Shared>, recovered: Recovered, lock: DirLock) -> Result<JoinHandle<()>> {
     let (ready_sender, ready_receiver) = std::sync::mpsc::sync_channel::<Result<()>>(1);
     let thread_shared = shared.clone();
     let handle = std::thread::Builder::new()
         .name("evstore-submitter".into())
         .spawn(move || {
+            let _lock = lock;
             raise_priority();
             match Submitter::new(thread_shared.clone(), recovered) {
                 Ok(submitter) => {
@@ -219,6 +227,7 @@ impl Submitter {
             Some(active) => Some(ActiveSegment {
                 number: active.number,
                 file: segment::open_for_write(&segment::segment_path(&shared.dir, active.number), shared.direct)?,
+                bytes: active.segment_bytes,
                 write_offset: active.write_offset,
             }),
             None => None,
@@ -226,7 +235,6 @@ impl Submitter {
         {
             *shared.index.streams.lock().expect("streams lock") = recovered.streams;
             *shared.index.groups.write().expect("groups lock") = recovered.groups;
-            *shared.index.segments.write().expect("segments lock") = recovered.segments;
         }
         let preparer = Preparer::start(PreparerConfig {
             dir: shared.dir.clone(),
@@ -349,7 +357,7 @@ impl Submitter {
             Some(slot) => (self.slots[slot].len, self.slots[slot].offset),
             None => (GROUP_HEADER_BYTES, segment.write_offset),
         };
-        len + bytes <= self.group_bytes_max && offset + round_up_block(len + bytes) as u64 <= self.segment_bytes
+        len + bytes <= self.group_bytes_max && offset + round_up_block(len + bytes) as u64 <= segment.bytes
     }
 
     /// Starts a new group in a free buffer at the active segment's write offset.
@@ -528,7 +536,7 @@ impl Submitter {
         meta.done = None;
         debug_assert_eq!(meta.offset, segment.write_offset);
         segment.write_offset = meta.offset + padded as u64;
-        assert!(segment.write_offset <= self.segment_bytes);
+        assert!(segment.write_offset <= segment.bytes);
         let write = GroupWrite {
             slot,
             fd: segment.file.as_raw_fd(),
@@ -607,6 +615,9 @@ impl Submitter {
         c.disk_bytes.fetch_add(meta.padded as u64, Ordering::Relaxed);
         c.record_bytes.fetch_add((meta.len - GROUP_HEADER_BYTES) as u64, Ordering::Relaxed);
         c.payload_bytes.fetch_add(meta.payload_bytes, Ordering::Relaxed);
+        // Before `durable`: a reader that sees a position as durable finds its location below
+        // the durable end too.
+        shared.durable_end.store(pack_location(meta.segment, meta.offset + meta.padded as u64), Ordering::SeqCst);
         // SeqCst pairs with the waiters' SeqCst store of `wakers_waiting` (see store.rs).
         shared.durable.store(meta.end_position, Ordering::SeqCst);
     }
@@ -651,15 +662,14 @@ impl Submitter {
             self.shared.poison(cause.clone());
             return Err(Error::Poisoned { cause });
         }
-        // SAFETY: the segment file is never truncated while the store is open, and readers only
-        // look at bytes of durable groups, which are never written again.
-        let map = unsafe { memmap2::Mmap::map(&prepared.file) }
-            .map_err(|e| Error::io(format!("mapping segment {}", prepared.number), e))?;
-        self.shared.index.segments.write().expect("segments lock").insert(prepared.number, Arc::new(map));
+        // Nothing after the header write can fail: readers map the segment when they first need
+        // it (index.rs), so a failed mapping (RLIMIT_AS, ENOMEM) fails a read, never a rollover
+        // that would leave a used, empty segment behind for each append that tried.
         self.shared.counters.segments.fetch_add(1, Ordering::Relaxed);
         self.segment = Some(ActiveSegment {
             number: prepared.number,
             file: prepared.file,
+            bytes: self.segment_bytes,
             write_offset: SEGMENT_HEADER_BYTES as u64,
         });
         Ok(())

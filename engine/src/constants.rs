@@ -32,6 +32,14 @@ pub const SEGMENT_BYTES_LIMIT: u64 = 1 << LOCATION_OFFSET_BITS;
 /// Largest segment number a location can address.
 pub const SEGMENT_NUMBER_MAX: u64 = (1 << (64 - LOCATION_OFFSET_BITS)) - 1;
 
+/// Largest `Options::group_bytes_max`: the submitter allocates `groups_in_flight_max + 1`
+/// buffers of this size at open.
+pub const GROUP_BYTES_LIMIT: usize = 256 << 20;
+/// Largest `Options::queue_appends_max`: the queue's slots are allocated at open (16 bytes each).
+pub const QUEUE_APPENDS_LIMIT: usize = 1 << 22;
+/// Segment mappings kept for readers (see index.rs); far below `vm.max_map_count`.
+pub const SEGMENT_MAPS_MAX: usize = 256;
+
 /// Defaults for `Options`.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 256 << 20;
 pub const GROUP_BYTES_MAX_DEFAULT: usize = 4 << 20;
@@ -54,6 +62,9 @@ const _: () = assert!(SEGMENT_BYTES_DEFAULT % BLOCK_BYTES as u64 == 0);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_LIMIT);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT as usize > GROUP_BYTES_MAX_DEFAULT + SEGMENT_HEADER_BYTES);
 const _: () = assert!(GROUPS_IN_FLIGHT_MAX_DEFAULT <= GROUPS_IN_FLIGHT_LIMIT);
+const _: () = assert!(GROUP_BYTES_LIMIT % BLOCK_BYTES == 0 && GROUP_BYTES_LIMIT <= u32::MAX as usize / 2);
+const _: () = assert!(GROUP_BYTES_MAX_DEFAULT <= GROUP_BYTES_LIMIT);
+const _: () = assert!(QUEUE_APPENDS_MAX_DEFAULT <= QUEUE_APPENDS_LIMIT);
 const _: () = assert!(ZERO_CHUNK_BYTES % BLOCK_BYTES == 0);
 const _: () = assert!(STREAM_ID_BYTES_MAX <= u8::MAX as usize);
 const _: () = assert!(EVENT_TYPE_BYTES_MAX <= u8::MAX as usize);

@@ -1,24 +1,33 @@
 //! In-memory indexes, rebuilt by recovery and extended by the submitter.
 //!
 //! - Streams: a hash table from stream id to the locations of its records, in version order
-//!   (version `v` is `locations[v]`). The submitter appends a location when it encodes a record,
-//!   before the record is durable; readers therefore check every record's position against the
-//!   durable watermark and never return one at or past it.
+//!   (version `v` is `locations[v]`). The submitter appends a location when it places a record,
+//!   before the record is durable. Locations grow with positions (segment number, then offset),
+//!   so the durable end of the log is a location too (`Shared::durable_end`): readers compare a
+//!   location with it before they touch the bytes there, and never decode a record that is not
+//!   durable yet (its bytes may still be zeros, or belong to a group that failed).
 //! - Groups: the durable groups in log order (first position, segment, offset), appended only
 //!   once a group is durable. `read_all` finds its starting group by binary search.
-//! - Segments: a read-only mmap of every segment in use, by number.
+//! - Segments: read-only mmaps of segment files, made when a reader first needs one and kept in
+//!   a cache of at most `SEGMENT_MAPS_MAX`, oldest evicted first: a store of any number of
+//!   segments stays far below `vm.max_map_count` (65,530 by default). A reader holds the mapping
+//!   it reads through (an `Arc`), so eviction never unmaps bytes in use.
 //!
 //! A location packs the segment number in the top 24 bits and the byte offset of the record in
 //! the low 40 bits.
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use hashbrown::HashTable;
 use memmap2::Mmap;
 
-use crate::constants::LOCATION_OFFSET_BITS;
+use crate::constants::{LOCATION_OFFSET_BITS, SEGMENT_MAPS_MAX};
+use crate::error::{Error, Result};
+use crate::segment;
+use crate::testing::FaultPlan;
 
 pub(crate) fn pack_location(segment: u64, offset: u64) -> u64 {
     debug_assert!(offset < 1 << LOCATION_OFFSET_BITS);
@@ -71,16 +80,55 @@ pub(crate) struct GroupLocation {
     pub offset: u64,
 }
 
-#[derive(Default)]
 pub(crate) struct Index {
     pub streams: Mutex<StreamTable>,
     pub groups: RwLock<Vec<GroupLocation>>,
-    pub segments: RwLock<BTreeMap<u64, Arc<Mmap>>>,
+    segments: SegmentMaps,
+}
+
+/// The cache of segment mappings (see the module docs).
+struct SegmentMaps {
+    dir: PathBuf,
+    faults: Option<FaultPlan>,
+    cache: Mutex<MapCache>,
+}
+
+#[derive(Default)]
+struct MapCache {
+    maps: HashMap<u64, Arc<Mmap>>,
+    /// Segment numbers in the order they were mapped; the front is evicted first.
+    order: VecDeque<u64>,
 }
 
 impl Index {
-    pub(crate) fn segment(&self, number: u64) -> Option<Arc<Mmap>> {
-        self.segments.read().expect("segments lock").get(&number).cloned()
+    pub(crate) fn new(dir: PathBuf, faults: Option<FaultPlan>) -> Index {
+        Index {
+            streams: Mutex::new(StreamTable::default()),
+            groups: RwLock::new(Vec::new()),
+            segments: SegmentMaps { dir, faults, cache: Mutex::new(MapCache::default()) },
+        }
+    }
+
+    /// The mapping of segment `number`, made now if it is not cached.
+    pub(crate) fn segment(&self, number: u64) -> Result<Arc<Mmap>> {
+        let maps = &self.segments;
+        if let Some(map) = maps.lock().maps.get(&number) {
+            return Ok(map.clone());
+        }
+        // Mapped outside the lock: opening a file can wait on the disk, and other readers need
+        // the cache meanwhile.
+        let map = Arc::new(maps.map(number)?);
+        let mut cache = maps.lock();
+        if let Some(map) = cache.maps.get(&number) {
+            return Ok(map.clone());
+        }
+        while cache.order.len() >= SEGMENT_MAPS_MAX {
+            let oldest = cache.order.pop_front().expect("a full cache has entries");
+            cache.maps.remove(&oldest);
+        }
+        cache.order.push_back(number);
+        cache.maps.insert(number, map.clone());
+        Ok(map)
     }
 
     /// Index into `groups` of the group holding `position`, if it is durable.
@@ -95,6 +143,26 @@ impl Index {
 
     pub(crate) fn group_at(&self, index: usize) -> Option<GroupLocation> {
         self.groups.read().expect("groups lock").get(index).copied()
+    }
+}
+
+impl SegmentMaps {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MapCache> {
+        // The cache holds no invariant a panic could break halfway: ignore poisoning.
+        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn map(&self, number: u64) -> Result<Mmap> {
+        let path = segment::segment_path(&self.dir, number);
+        let context = || format!("mapping segment {}", path.display());
+        if let Some(errno) = self.faults.as_ref().and_then(FaultPlan::map_errno) {
+            return Err(Error::from_errno(context(), errno));
+        }
+        let file = std::fs::File::open(&path).map_err(|e| Error::io(context(), e))?;
+        // SAFETY: a segment file is never truncated while the store is open (the directory lock
+        // keeps every other writer out), and readers only look at bytes of durable groups, which
+        // are never written again.
+        unsafe { Mmap::map(&file) }.map_err(|e| Error::io(context(), e))
     }
 }
 

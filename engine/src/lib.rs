@@ -43,10 +43,12 @@ use std::borrow::Cow;
 use std::fmt;
 
 pub use constants::{
-    APPEND_EVENTS_MAX, EVENT_TYPE_BYTES_MAX, METADATA_BYTES_MAX, RECORD_HEADER_BYTES, STREAM_ID_BYTES_MAX,
+    APPEND_EVENTS_MAX, EVENT_TYPE_BYTES_MAX, GROUPS_IN_FLIGHT_LIMIT, GROUP_BYTES_LIMIT, METADATA_BYTES_MAX,
+    QUEUE_APPENDS_LIMIT, RECORD_HEADER_BYTES, SEGMENT_BYTES_LIMIT, STREAM_ID_BYTES_MAX,
 };
 pub use error::{Error, Result};
 pub use reader::{AllEvents, StreamEvents};
+pub use recovery::RepairReport;
 pub use store::{Stats, Store, Ticket};
 
 /// How a group of appends is made durable before its waiters are told.
@@ -105,21 +107,25 @@ pub struct Options {
     pub sync: SyncMode,
     /// Which I/O backend to use. Default: [`Backend::Auto`].
     pub backend: Backend,
-    /// Size of each segment file in bytes (multiple of 4096). Default 256 MiB.
+    /// Size of each segment file in bytes: a multiple of 4096, at least `group_bytes_max + 8192`,
+    /// at most [`SEGMENT_BYTES_LIMIT`]. Default 256 MiB.
     pub segment_bytes: u64,
     /// How segments are prepared. Default: [`SegmentPrepare::Zeroed`].
     pub segment_prepare: SegmentPrepare,
-    /// Largest group (one write) in bytes, multiple of 4096; also bounds the largest append.
-    /// Default 4 MiB.
+    /// Largest group (one write) in bytes, multiple of 4096, at most [`GROUP_BYTES_LIMIT`]; also
+    /// bounds the largest append. Default 4 MiB.
     pub group_bytes_max: usize,
-    /// How many groups may be written and flushing at once. Default 4, at most 64.
+    /// How many groups may be written and flushing at once. Default 4, at most
+    /// [`GROUPS_IN_FLIGHT_LIMIT`] (64). Recovery relies on it: after a crash only this many
+    /// groups at the end of the log can be torn.
     pub groups_in_flight_max: usize,
     /// While a group is in flight, the next one is submitted early only once it holds at least
     /// this many bytes (or when a completion frees the pipeline, or a caller blocks on an append in
-    /// it). Default 256 KiB.
+    /// it). Any value: above `group_bytes_max`, only full groups go early. Default 256 KiB.
     pub busy_group_bytes_min: usize,
     /// Capacity of the append queue, in appends, split among its 8 shards (a stream's appends
-    /// all go into one, picked by its hash); a full shard blocks its producers. Default 65,536.
+    /// all go into one, picked by its hash); a full shard blocks its producers. At most
+    /// [`QUEUE_APPENDS_LIMIT`]. Default 65,536.
     pub queue_appends_max: usize,
     /// Allow a directory on a file system that does not survive power loss (tmpfs, ramfs).
     pub allow_volatile: bool,

@@ -1,9 +1,13 @@
 //! Reads through mmap: one stream by version, the whole log by position.
 //!
-//! Both iterators snapshot the durable watermark when created and never return an event at or
-//! past it, so they only ever see durable events, and every record is checked against its
-//! CRC32C before it is returned. Stream reads copy the stream's locations in chunks so the
-//! stream table lock is held only briefly; log reads walk the durable-group directory.
+//! Both iterators snapshot the durable end when created and never look at a record at or past
+//! it, so they only ever see durable events, and every record is checked against its CRC32C
+//! before it is returned. Stream reads copy the stream's locations in chunks so the stream table
+//! lock is held only briefly, and keep only the locations below the durable end location
+//! (`Shared::durable_end`) before decoding anything: the submitter registers a record's location
+//! when it places it, while its bytes on disk are still zeros (or, after a failed write, never
+//! will be). Log reads walk the durable-group directory, which holds durable groups only. No
+//! lock is held while a reader touches the mapping.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,11 +33,7 @@ struct SegmentCache {
 impl SegmentCache {
     fn get(&mut self, shared: &Shared, number: u64) -> Result<&Mmap> {
         if self.map.is_none() || self.number != number {
-            let map = shared.index.segment(number).ok_or_else(|| Error::Corrupted {
-                segment: number,
-                offset: 0,
-                reason: "the index refers to a segment that is not mapped".into(),
-            })?;
+            let map = shared.index.segment(number)?;
             self.number = number;
             self.map = Some(map);
         }
@@ -72,7 +72,8 @@ pub struct StreamEvents {
     stream: String,
     hash: u64,
     next_version: u64,
-    durable: u64,
+    /// Location of the durable end when the iterator was made: only records below it are read.
+    durable_end: u64,
     chunk: Vec<u64>,
     chunk_at: usize,
     cache: SegmentCache,
@@ -81,13 +82,13 @@ pub struct StreamEvents {
 
 impl StreamEvents {
     pub(crate) fn new(shared: Arc<Shared>, stream: &str, from_version: u64) -> StreamEvents {
-        let durable = shared.durable.load(Ordering::Acquire);
+        let durable_end = shared.durable_end.load(Ordering::Acquire);
         StreamEvents {
             shared,
             stream: stream.to_string(),
             hash: stream_hash(stream),
             next_version: from_version,
-            durable,
+            durable_end,
             chunk: Vec::new(),
             chunk_at: 0,
             cache: SegmentCache::default(),
@@ -102,7 +103,10 @@ impl StreamEvents {
         if let Some(entry) = streams.get(self.hash, self.stream.as_bytes()) {
             let from = (self.next_version as usize).min(entry.locations.len());
             let to = (from + CHUNK_EVENTS).min(entry.locations.len());
-            self.chunk.extend_from_slice(&entry.locations[from..to]);
+            let locations = &entry.locations[from..to];
+            // Locations grow with versions: the durable ones are a prefix.
+            let durable = locations.partition_point(|&location| location < self.durable_end);
+            self.chunk.extend_from_slice(&locations[..durable]);
         }
     }
 }
@@ -124,9 +128,6 @@ impl Iterator for StreamEvents {
         let (segment, offset) = unpack_location(self.chunk[self.chunk_at]);
         let result = self.cache.get(&self.shared, segment).and_then(|map| {
             let view = decode_at(map, segment, offset)?;
-            if view.position >= self.durable {
-                return Ok(None);
-            }
             if view.version != self.next_version || view.stream != self.stream.as_bytes() {
                 return Err(corrupted(
                     segment,
@@ -134,17 +135,13 @@ impl Iterator for StreamEvents {
                     format!("expected {}@{}, found another record", self.stream, self.next_version),
                 ));
             }
-            to_event(&view, segment, offset).map(Some)
+            to_event(&view, segment, offset)
         });
         match result {
-            Ok(Some(event)) => {
+            Ok(event) => {
                 self.chunk_at += 1;
                 self.next_version += 1;
                 Some(Ok(event))
-            }
-            Ok(None) => {
-                self.finished = true;
-                None
             }
             Err(e) => {
                 self.finished = true;
@@ -154,21 +151,15 @@ impl Iterator for StreamEvents {
     }
 }
 
-/// Version of the last durable event of `stream`: positions grow with versions, so a binary
-/// search over the stream's records finds the last one below the durable watermark.
+/// Version of the last durable event of `stream`. Locations grow with versions, so the durable
+/// ones are a prefix, found by comparing locations with the durable end: no record is decoded
+/// and no page of the log touched while the stream table lock (which the submitter needs for
+/// every batch) is held.
 pub(crate) fn last_durable_version(shared: &Shared, stream: &str) -> Option<u64> {
-    let durable = shared.durable.load(Ordering::Acquire);
+    let durable_end = shared.durable_end.load(Ordering::Acquire);
     let streams = shared.index.streams.lock().expect("streams lock");
     let locations = &streams.get(stream_hash(stream), stream.as_bytes())?.locations;
-    let mut cache = SegmentCache::default();
-    let durable_count = locations.partition_point(|&location| {
-        let (segment, offset) = unpack_location(location);
-        cache
-            .get(shared, segment)
-            .ok()
-            .and_then(|map| decode_at(map, segment, offset).ok())
-            .is_some_and(|view| view.position < durable)
-    });
+    let durable_count = locations.partition_point(|&location| location < durable_end);
     (durable_count as u64).checked_sub(1)
 }
 

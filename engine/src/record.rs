@@ -19,7 +19,7 @@
 //! 24 u32 bytes of records after the header   28 u32 number of records
 //! ```
 
-use crate::constants::{GROUP_HEADER_BYTES, RECORD_HEADER_BYTES, REQUEST_INLINE_BYTES};
+use crate::constants::{GROUP_HEADER_BYTES, POSITION_MAX, RECORD_HEADER_BYTES, REQUEST_INLINE_BYTES};
 
 /// The encoded records of one append: inline up to `REQUEST_INLINE_BYTES`, so that a small
 /// append costs the producer one allocation (its request) rather than two.
@@ -204,8 +204,16 @@ impl GroupHeader {
         out[4..8].copy_from_slice(&crc.to_le_bytes());
     }
 
+    /// Decodes the group header at the start of `bytes`. Input shorter than a header is
+    /// `Zero` if all of it is zero (nothing written), `Invalid` otherwise: recovery meets both at
+    /// the end of damaged or truncated files and must never panic there.
     pub(crate) fn decode(bytes: &[u8]) -> Result<GroupHeader, GroupHeaderError> {
-        let bytes = &bytes[..GROUP_HEADER_BYTES];
+        let Some(bytes) = bytes.get(..GROUP_HEADER_BYTES) else {
+            if bytes.iter().all(|&b| b == 0) {
+                return Err(GroupHeaderError::Zero);
+            }
+            return Err(GroupHeaderError::Invalid("group header cut short"));
+        };
         if bytes.iter().all(|&b| b == 0) {
             return Err(GroupHeaderError::Zero);
         }
@@ -215,12 +223,21 @@ impl GroupHeader {
         if crc32c::crc32c(&bytes[8..]) != u32_at(bytes, 4) {
             return Err(GroupHeaderError::Invalid("group header checksum mismatch"));
         }
-        Ok(GroupHeader {
+        let header = GroupHeader {
             seq: u64_at(bytes, 8),
             first_position: u64_at(bytes, 16),
             body_bytes: u32_at(bytes, 24),
             events: u32_at(bytes, 28),
-        })
+        };
+        // Behind a valid CRC these can still be absurd (a bug, or a crafted file): every record
+        // takes at least a header's bytes, which also bounds what recovery allocates per group.
+        if header.events == 0 || header.events as usize > header.body_bytes as usize / RECORD_HEADER_BYTES {
+            return Err(GroupHeaderError::Invalid("group event count does not fit its length"));
+        }
+        if header.first_position > POSITION_MAX {
+            return Err(GroupHeaderError::Invalid("group position out of range"));
+        }
+        Ok(header)
     }
 }
 
@@ -280,6 +297,8 @@ mod tests {
         let header = GroupHeader { seq: 5, first_position: 1000, body_bytes: 4000, events: 40 };
         let mut bytes = [0u8; 32];
         assert_eq!(GroupHeader::decode(&bytes), Err(GroupHeaderError::Zero));
+        assert_eq!(GroupHeader::decode(&bytes[..7]), Err(GroupHeaderError::Zero));
+        assert!(matches!(GroupHeader::decode(&[1u8; 31]), Err(GroupHeaderError::Invalid(_))));
         header.encode(&mut bytes);
         assert_eq!(GroupHeader::decode(&bytes), Ok(header));
         bytes[20] ^= 1;
@@ -298,7 +317,7 @@ mod tests {
                 if let Ok(view) = decode(&bytes) {
                     prop_assert!(view.len <= bytes.len());
                 }
-                let _ = GroupHeader::decode(&[bytes.as_slice(), &[0u8; GROUP_HEADER_BYTES]].concat());
+                let _ = GroupHeader::decode(&bytes);
             }
 
             /// The same with a valid checksum over random header fields, so that the decoder's

@@ -1,29 +1,37 @@
-//! Recovery at open: scan every segment, verify every record, rebuild the stream table and the
-//! group directory, and cut a torn tail.
+//! Recovery at open: classify the segment files, verify every group and record, rebuild the
+//! stream table and the group directory, and cut a torn tail; or refuse to open on damage.
 //!
-//! Rules (the argument is in docs/design.md):
-//! - Segments are numbered contiguously. Used segments (valid header) come first; trailing
-//!   segments whose header block is zero (prepared, never used) or torn (a crash during the
-//!   rollover header write) are deleted and prepared afresh.
-//! - In every segment but the last, groups run from byte 4096 until a zero block. Anything
-//!   invalid there is corruption: acknowledged data lies on both sides of it.
-//! - In the last segment, the first invalid or zero group header ends the log. Groups that were
-//!   in flight together with the lost one may lie after it (they are never acknowledged, since
-//!   acknowledgement is in order); they are zeroed. A valid group further than the writer's
-//!   pipeline window after the damage means acknowledged data lies beyond it: corruption.
-//! - Every record must carry the next position and its stream's next version; every group must
-//!   end on a record with the commit flag, so a multi-event append is all or nothing.
+//! The rule (the argument is in docs/design.md, "Recovery"): a crash can only leave
+//! - trailing segment files that were never used: a header block of zeros (prepared, or cut short
+//!   while being prepared: zeros only), or one torn header, and in both cases nothing written
+//!   after the header block, since a header is durable before the first group of its segment is
+//!   written;
+//! - a torn tail in the last used segment: the groups that were in flight, at most
+//!   `groups_in_flight_max` of them, right after the last durable group. A valid group numbered
+//!   `groups_in_flight_max` or more past the first bad one proves that the bad one was durable
+//!   (the writer never has more groups in flight), so it is damage, not a tear.
+//!
+//! Anything else that is wrong is damage: `open` reports the first damage in log order as
+//! `Error::Corrupted { segment, offset, reason }`, and deletes or rewrites nothing. Only once the
+//! whole log checked out does recovery change files: it zeroes a torn tail (so that no stale
+//! group can be mistaken for a new one later) and removes unused trailing files.
+//!
+//! Invariants: every length read from disk is checked before it is used (no file content makes
+//! recovery panic); at most one segment is mapped at a time (a store of 100,000 segments opens
+//! under `vm.max_map_count`); nothing is written before the scan of every segment succeeded.
+//! [`repair`] is the operator's explicit way out: it saves the damaged files aside and cuts the
+//! log at the first damage.
 
-use std::collections::BTreeMap;
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use memmap2::Mmap;
 
 use crate::buffer::{round_up_block, AlignedBuf};
-use crate::constants::{BLOCK_BYTES, GROUP_HEADER_BYTES, SEGMENT_HEADER_BYTES, ZERO_CHUNK_BYTES};
+use crate::constants::{BLOCK_BYTES, GROUP_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_NUMBER_MAX, ZERO_CHUNK_BYTES};
 use crate::error::{Error, Result};
 use crate::index::{pack_location, stream_hash, GroupLocation, StreamTable};
 use crate::record::{self, GroupHeader, GroupHeaderError};
@@ -33,6 +41,8 @@ use crate::{platform, Options};
 pub(crate) struct ActiveInfo {
     pub number: u64,
     pub write_offset: u64,
+    /// The segment's size, from its header (a reopen with other options keeps it).
+    pub segment_bytes: u64,
 }
 
 pub(crate) struct Recovered {
@@ -42,40 +52,204 @@ pub(crate) struct Recovered {
     pub next_segment_number: u64,
     pub streams: StreamTable,
     pub groups: Vec<GroupLocation>,
-    pub segments: BTreeMap<u64, Arc<Mmap>>,
+    /// Location (see index.rs) just past the last durable group: every record below it is durable.
+    pub durable_end: u64,
 }
 
-fn map_file(path: &Path) -> Result<(File, Mmap)> {
-    let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    // SAFETY: nobody else writes the segment: the directory lock is held, and this process only
-    // writes past the recovered end, which readers never look at.
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
-    Ok((file, map))
+/// The first thing wrong in the log that a crash cannot explain, and where a repair would cut.
+#[derive(Debug, Clone)]
+struct Damage {
+    segment: u64,
+    offset: u64,
+    reason: String,
+    /// The first byte of `segment` that a cut here drops; 0 drops the whole segment.
+    cut_offset: u64,
+    /// The first position that a cut here drops.
+    position: u64,
 }
 
-/// Where a segment's groups stop and why.
+impl Damage {
+    fn into_error(self) -> Error {
+        Error::Corrupted { segment: self.segment, offset: self.offset, reason: self.reason }
+    }
+}
+
+enum Failure {
+    Io(Error),
+    Damage(Damage),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        Failure::Io(error)
+    }
+}
+
+type Scanned<T> = std::result::Result<T, Failure>;
+
+/// What the first blocks of a segment file say it is.
+enum Kind {
+    Used(SegmentHeader),
+    /// Header block all zero: prepared and never used.
+    Unused,
+    /// Something is in the header block, but not a valid header.
+    Torn(String),
+}
+
+struct SegmentFile {
+    number: u64,
+    path: PathBuf,
+    len: u64,
+    kind: Kind,
+    /// Whether the block after the header holds anything (where the first group goes).
+    written_after_header: bool,
+}
+
+fn open_read(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))
+}
+
+fn inspect(number: u64, path: &Path) -> Result<SegmentFile> {
+    let file = open_read(path)?;
+    let len = file.metadata().map_err(|e| Error::io(format!("reading the size of {}", path.display()), e))?.len();
+    let mut prefix = vec![0u8; (2 * BLOCK_BYTES as u64).min(len) as usize];
+    file.read_exact_at(&mut prefix, 0).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let kind = match SegmentHeader::decode(&prefix) {
+        Ok(Some(header)) => Kind::Used(header),
+        Ok(None) => Kind::Unused,
+        Err(reason) => Kind::Torn(reason),
+    };
+    let written_after_header = prefix.get(SEGMENT_HEADER_BYTES..).is_some_and(|b| b.iter().any(|&x| x != 0));
+    Ok(SegmentFile { number, path: path.to_path_buf(), len, kind, written_after_header })
+}
+
+fn map_file(path: &Path) -> Result<Mmap> {
+    let file = open_read(path)?;
+    // SAFETY: the directory lock is held, so no other store writes the file, and this process
+    // writes nothing until the scan is over (then only past what it mapped for the scan).
+    unsafe { Mmap::map(&file) }.map_err(|e| Error::io(format!("mapping {}", path.display()), e))
+}
+
+/// A damage found while classifying the files, reported only if no earlier damage (in log order)
+/// turns up while scanning the used segments before it.
+struct Pending {
+    segment: u64,
+    offset: u64,
+    reason: String,
+    /// false: a cut drops `segment` whole. true: `segment` is the last used segment of the prefix
+    /// (a truncated file) and a cut keeps its groups.
+    keeps_groups: bool,
+}
+
+struct Classified {
+    used: Vec<(SegmentFile, SegmentHeader)>,
+    unused: Vec<PathBuf>,
+    pending: Option<Pending>,
+}
+
+/// Sorts the files into the used prefix of the log, unused trailing files, and the first damage
+/// that the file headers alone show.
+fn classify(files: Vec<SegmentFile>) -> Classified {
+    let mut used: Vec<(SegmentFile, SegmentHeader)> = Vec::new();
+    let mut unused: Vec<SegmentFile> = Vec::new();
+    let mut pending = None;
+    let damage =
+        |segment: u64, offset: u64, reason: String| Some(Pending { segment, offset, reason, keeps_groups: false });
+    for file in files {
+        if file.number > SEGMENT_NUMBER_MAX {
+            pending = damage(file.number, 0, format!("segment number out of range (at most {SEGMENT_NUMBER_MAX})"));
+            break;
+        }
+        match &file.kind {
+            Kind::Used(header) => {
+                if let Some(first) = unused.first() {
+                    let what = match &first.kind {
+                        Kind::Torn(reason) => format!("its header is invalid ({reason})"),
+                        _ => "its header block is zero".to_string(),
+                    };
+                    pending =
+                        damage(first.number, 0, format!("{what}, yet segment {} after it is in use", file.number));
+                    break;
+                }
+                if header.number != file.number {
+                    pending = damage(file.number, 16, format!("the header names segment {}", header.number));
+                    break;
+                }
+                if let Some((previous, _)) = used.last() {
+                    if previous.number + 1 != file.number {
+                        pending = damage(
+                            previous.number + 1,
+                            0,
+                            format!("segment file missing, though segment {} follows", file.number),
+                        );
+                        break;
+                    }
+                }
+                if file.len != header.segment_bytes {
+                    // A crash cannot do this: a segment is allocated in full and fsynced before
+                    // its header is written. Its groups up to the cut are still checked.
+                    pending = Some(Pending {
+                        segment: file.number,
+                        offset: file.len.min(header.segment_bytes),
+                        reason: format!(
+                            "the file is {} bytes long, its header says {}: it was truncated or extended",
+                            file.len, header.segment_bytes
+                        ),
+                        keeps_groups: true,
+                    });
+                    let header = *header;
+                    used.push((file, header));
+                    break;
+                }
+                let header = *header;
+                used.push((file, header));
+            }
+            Kind::Unused | Kind::Torn(_) => {
+                if file.written_after_header {
+                    let what = match &file.kind {
+                        Kind::Torn(reason) => format!("the header is invalid ({reason})"),
+                        _ => "the header block is zero".to_string(),
+                    };
+                    pending = damage(file.number, 0, format!("{what}, yet a group was written after it"));
+                    break;
+                }
+                if let (Kind::Torn(reason), false) = (&file.kind, unused.is_empty()) {
+                    // Only the segment being started when the crash came can have a torn header,
+                    // and no segment after it was ever started.
+                    pending = damage(file.number, 0, format!("a second torn segment header ({reason})"));
+                    break;
+                }
+                unused.push(file);
+            }
+        }
+    }
+    Classified { used, unused: unused.into_iter().map(|f| f.path).collect(), pending }
+}
+
+/// Where the groups of a segment stop and why.
 struct SegmentEnd {
     offset: usize,
-    /// `None`: a zero block, the normal end. `Some`: what was wrong there.
+    /// `None`: a zero block (or the end of the file), the normal end. `Some`: what was wrong.
     damage: Option<String>,
 }
 
-struct Scan<'a> {
-    streams: &'a mut StreamTable,
-    groups: &'a mut Vec<GroupLocation>,
+struct Scan {
+    streams: StreamTable,
+    groups: Vec<GroupLocation>,
     next_position: u64,
     next_seq: u64,
 }
 
-impl Scan<'_> {
+impl Scan {
+    fn damage(&self, segment: u64, offset: u64, reason: String, cut_offset: u64) -> Failure {
+        Failure::Damage(Damage { segment, offset, reason, cut_offset, position: self.next_position })
+    }
+
     /// Verifies and applies the groups of one segment until the first zero or bad group.
-    fn segment(&mut self, number: u64, map: &Mmap) -> Result<SegmentEnd> {
+    fn segment(&mut self, number: u64, map: &[u8]) -> Scanned<SegmentEnd> {
         let mut offset = SEGMENT_HEADER_BYTES;
         loop {
-            if offset + GROUP_HEADER_BYTES > map.len() {
-                return Ok(SegmentEnd { offset, damage: None });
-            }
-            let header = match GroupHeader::decode(&map[offset..]) {
+            let header = match GroupHeader::decode(map.get(offset..).unwrap_or(&[])) {
                 Ok(header) => header,
                 Err(GroupHeaderError::Zero) => return Ok(SegmentEnd { offset, damage: None }),
                 Err(GroupHeaderError::Invalid(reason)) => {
@@ -90,8 +264,8 @@ impl Scan<'_> {
                     "group starts at position {} where {} was expected",
                     header.first_position, self.next_position
                 ))
-            } else if end > map.len() || header.events == 0 {
-                Some("group length out of range".to_string())
+            } else if end > map.len() {
+                Some("group runs past the end of the segment".to_string())
             } else {
                 self.records(number, offset, &map[..end], header)?
             };
@@ -110,16 +284,18 @@ impl Scan<'_> {
     }
 
     /// Checks the records of one group and applies them; on a bad record, undoes the group and
-    /// returns what was wrong. A record that is intact but out of order is corruption.
+    /// returns what was wrong. A record that is intact but out of order is damage: a crash tears
+    /// writes, it does not write valid records with wrong numbers.
     fn records(
         &mut self,
         number: u64,
         group_offset: usize,
         bytes: &[u8],
         header: GroupHeader,
-    ) -> Result<Option<String>> {
+    ) -> Scanned<Option<String>> {
         let mut at = group_offset + GROUP_HEADER_BYTES;
-        let mut applied: Vec<u64> = Vec::with_capacity(header.events as usize);
+        // `GroupHeader::decode` bounds `events` by the group's length, and the length by the map.
+        let mut applied: Vec<(u64, usize)> = Vec::with_capacity(header.events as usize);
         let mut last_commit = false;
         let mut problem = None;
         for k in 0..header.events as u64 {
@@ -135,21 +311,19 @@ impl Scan<'_> {
             let hash = stream_hash(std::str::from_utf8(stream).unwrap_or(""));
             let entry = self.streams.get_or_insert(hash, stream);
             if view.position != position || view.version != entry.locations.len() as u64 {
-                return Err(Error::Corrupted {
-                    segment: number,
-                    offset: at as u64,
-                    reason: format!(
-                        "record for {}@{} at position {} does not follow {}@{} at position {position}",
-                        String::from_utf8_lossy(stream),
-                        view.version,
-                        view.position,
-                        String::from_utf8_lossy(stream),
-                        entry.locations.len()
-                    ),
-                });
+                let reason = format!(
+                    "record for {}@{} at position {} does not follow {}@{} at position {position}",
+                    String::from_utf8_lossy(stream),
+                    view.version,
+                    view.position,
+                    String::from_utf8_lossy(stream),
+                    entry.locations.len()
+                );
+                self.undo(&applied, bytes);
+                return Err(self.damage(number, at as u64, reason, group_offset as u64));
             }
             entry.locations.push(pack_location(number, at as u64));
-            applied.push(hash);
+            applied.push((hash, at));
             last_commit = view.commit;
             at += view.len;
         }
@@ -160,198 +334,337 @@ impl Scan<'_> {
             problem = Some("group ends inside an append".into());
         }
         if problem.is_some() {
-            // Undo: pop the locations this group pushed, newest first.
-            let mut at = group_offset + GROUP_HEADER_BYTES;
-            let mut names = Vec::with_capacity(applied.len());
-            for _ in 0..applied.len() {
-                let view = record::decode(&bytes[at..]).expect("decoded above");
-                names.push(view.stream);
-                at += view.len;
-            }
-            for (hash, name) in applied.iter().zip(names).rev() {
-                self.streams.get_or_insert(*hash, name).locations.pop();
-            }
+            self.undo(&applied, bytes);
         }
         Ok(problem)
     }
-}
 
-/// Recovers the store in `dir`.
-pub(crate) fn recover(dir: &Path, options: &Options, direct: bool) -> Result<Recovered> {
-    let files = segment::list_segments(dir)?;
-    let mut used: Vec<(u64, SegmentHeader, Mmap)> = Vec::new();
-    let mut unused = Vec::new();
-    for (index, (number, path)) in files.iter().enumerate() {
-        let (_file, map) = map_file(path)?;
-        let header = if map.len() < SEGMENT_HEADER_BYTES { Ok(None) } else { SegmentHeader::decode(&map) };
-        match header {
-            Ok(Some(header)) => {
-                if !unused.is_empty() {
-                    return Err(Error::Corrupted {
-                        segment: *number,
-                        offset: 0,
-                        reason: "segment in use after an unused one".into(),
-                    });
-                }
-                if header.number != *number {
-                    return Err(Error::Corrupted {
-                        segment: *number,
-                        offset: 16,
-                        reason: format!("header names segment {}", header.number),
-                    });
-                }
-                if let Some((previous, _, _)) = used.last() {
-                    if *previous + 1 != *number {
-                        return Err(Error::Corrupted {
-                            segment: *number,
-                            offset: 0,
-                            reason: format!("segment {} is missing", previous + 1),
-                        });
-                    }
-                }
-                used.push((*number, header, map));
-            }
-            Ok(None) => unused.push(path.clone()),
-            Err(reason) => {
-                // Only the newest file can have a torn header (a crash while starting it).
-                let later_used = files[index + 1..].iter().any(|(_, p)| {
-                    map_file(p)
-                        .ok()
-                        .and_then(|(_, m)| (m.len() >= SEGMENT_HEADER_BYTES).then(|| SegmentHeader::decode(&m)))
-                        .is_some_and(|h| !matches!(h, Ok(None)))
-                });
-                if later_used {
-                    return Err(Error::Corrupted { segment: *number, offset: 0, reason });
-                }
-                tracing::warn!(segment = number, %reason, "discarding a segment whose header was torn");
-                unused.push(path.clone());
-            }
+    /// Pops the locations a group pushed, newest first.
+    fn undo(&mut self, applied: &[(u64, usize)], bytes: &[u8]) {
+        for &(hash, at) in applied.iter().rev() {
+            let view = record::decode(&bytes[at..]).expect("decoded when applied");
+            self.streams.get_or_insert(hash, view.stream).locations.pop();
         }
     }
-    for path in &unused {
-        std::fs::remove_file(path).map_err(|e| Error::io(format!("removing unused segment {}", path.display()), e))?;
-    }
-    if !unused.is_empty() {
-        platform::sync_dir(dir)?;
-    }
+}
 
-    let mut streams = StreamTable::default();
-    let mut groups = Vec::new();
-    let mut segments = BTreeMap::new();
+/// The result of a scan that found no damage, and what must still be written to finish it.
+struct Clean {
+    recovered: Recovered,
+    /// Bytes of the last segment to zero: what the torn tail left behind.
+    dirty_tail: Option<(u64, Range<usize>)>,
+    unused: Vec<PathBuf>,
+    segments: usize,
+}
+
+/// Reads the whole log without changing anything.
+fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
+    let mut files = Vec::new();
+    for (number, path) in segment::list_segments(dir)? {
+        files.push(inspect(number, &path)?);
+    }
+    let Classified { used, unused, pending } = classify(files);
+    let segments = used.len();
     let mut scan = Scan {
-        streams: &mut streams,
-        groups: &mut groups,
-        next_position: used.first().map(|(_, h, _)| h.first_position).unwrap_or(0),
+        streams: StreamTable::default(),
+        groups: Vec::new(),
+        next_position: used.first().map(|(_, h)| h.first_position).unwrap_or(0),
         next_seq: 0,
     };
     let mut active = None;
-    let last_index = used.len().checked_sub(1);
-    for (index, (number, header, map)) in used.iter().enumerate() {
+    let mut dirty_tail = None;
+    let mut previous_end: Option<(u64, usize)> = None;
+    for (index, (file, header)) in used.iter().enumerate() {
+        let number = file.number;
         if header.first_position != scan.next_position {
-            return Err(Error::Corrupted {
-                segment: *number,
-                offset: 24,
-                reason: format!(
-                    "segment starts at position {} where {} was expected",
-                    header.first_position, scan.next_position
+            return Err(match previous_end {
+                Some((previous, end)) if header.first_position > scan.next_position => scan.damage(
+                    previous,
+                    end as u64,
+                    format!(
+                        "groups are missing: this segment's groups end at position {}, yet segment {number} starts at {}",
+                        scan.next_position, header.first_position
+                    ),
+                    end as u64,
+                ),
+                _ => scan.damage(
+                    number,
+                    24,
+                    format!("segment starts at position {} where {} was expected", header.first_position, scan.next_position),
+                    0,
                 ),
             });
         }
-        if scan.next_seq == 0 && index == 0 {
-            // The first group of the oldest segment sets the sequence.
-            if let Ok(first) = GroupHeader::decode(&map[SEGMENT_HEADER_BYTES..]) {
+        let map = map_file(&file.path)?;
+        if index == 0 && header.first_position != 0 {
+            // The oldest segment of a log that does not start at 0: its first group sets the
+            // sequence. (A log that starts at 0 starts with group 0.)
+            if let Ok(first) = GroupHeader::decode(map.get(SEGMENT_HEADER_BYTES..).unwrap_or(&[])) {
                 scan.next_seq = first.seq;
             }
         }
-        let end = scan.segment(*number, map)?;
-        let is_last = Some(index) == last_index;
+        let end = scan.segment(number, &map)?;
+        let is_last = index + 1 == used.len() && pending.is_none();
         if !is_last {
             if let Some(reason) = end.damage {
-                return Err(Error::Corrupted { segment: *number, offset: end.offset as u64, reason });
+                return Err(scan.damage(number, end.offset as u64, reason, end.offset as u64));
             }
+            // The writer moved to the next segment before writing past its last group here, and
+            // recovery zeroed whatever a crash had left there: the rest of the segment is zero.
+            if let Some(at) = map[end.offset.min(map.len())..].iter().position(|&b| b != 0) {
+                return Err(scan.damage(
+                    number,
+                    end.offset as u64,
+                    format!(
+                        "the groups of this finished segment stop here, yet bytes follow at offset {}",
+                        end.offset + at
+                    ),
+                    end.offset as u64,
+                ));
+            }
+            previous_end = Some((number, end.offset));
         } else {
             let window_groups = (header.groups_in_flight_max as usize).max(options.groups_in_flight_max);
             let group_bytes = (header.group_bytes_max as usize).max(options.group_bytes_max);
-            cut_tail(
-                dir,
-                *number,
-                map,
-                end.offset,
-                scan.next_seq,
-                window_groups,
-                group_bytes,
-                direct,
-                end.damage.as_deref(),
-            )?;
-            active = Some(ActiveInfo { number: *number, write_offset: end.offset as u64 });
+            let dirty = check_tail(&scan, number, &map, &end, window_groups, group_bytes)?;
+            if dirty.end > dirty.start {
+                tracing::warn!(
+                    segment = number,
+                    offset = end.offset,
+                    bytes = dirty.end - dirty.start,
+                    reason = end.damage.as_deref().unwrap_or("unfinished groups"),
+                    "cutting a torn tail"
+                );
+                dirty_tail = Some((number, dirty));
+            }
+            active = Some(ActiveInfo { number, write_offset: end.offset as u64, segment_bytes: header.segment_bytes });
         }
     }
-    let next_position = scan.next_position;
-    let next_seq = scan.next_seq;
-    for (number, _, _) in &used {
-        let (_file, map) = map_file(&segment::segment_path(dir, *number))?;
-        segments.insert(*number, Arc::new(map));
+    if let Some(pending) = pending {
+        // A truncated segment was the last one scanned: a cut keeps its groups up to where they
+        // stop. Any other damage found from the file headers drops its segment whole.
+        let cut_offset = match (pending.keeps_groups, previous_end) {
+            (true, Some((_, end))) => end as u64,
+            _ => 0,
+        };
+        return Err(scan.damage(pending.segment, pending.offset, pending.reason, cut_offset));
     }
-    let next_segment_number = used.last().map(|(n, _, _)| n + 1).unwrap_or(0);
-    Ok(Recovered { next_position, next_seq, active, next_segment_number, streams, groups, segments })
+    let durable_end = active.as_ref().map(|a| pack_location(a.number, a.write_offset)).unwrap_or(0);
+    let next_segment_number = used.last().map(|(f, _)| f.number + 1).unwrap_or(0);
+    Ok(Clean {
+        recovered: Recovered {
+            next_position: scan.next_position,
+            next_seq: scan.next_seq,
+            active,
+            next_segment_number,
+            streams: scan.streams,
+            groups: scan.groups,
+            durable_end,
+        },
+        dirty_tail,
+        unused,
+        segments,
+    })
 }
 
-/// Handles the end of the last segment at `offset`: refuses if acknowledged groups lie beyond
-/// the pipeline window, else zeroes whatever lies in the window so that no stale group can be
-/// mistaken for a new one later.
-#[allow(clippy::too_many_arguments)]
-fn cut_tail(
-    dir: &Path,
+/// Looks at what lies after the end of the last segment's groups: bytes of groups that were in
+/// flight (returned, to be zeroed), or a group the writer could only have written once the one at
+/// the end was durable (damage).
+fn check_tail(
+    scan: &Scan,
     number: u64,
-    map: &Mmap,
-    offset: usize,
-    next_seq: u64,
+    map: &[u8],
+    end: &SegmentEnd,
     window_groups: usize,
     group_bytes: usize,
-    direct: bool,
-    damage: Option<&str>,
-) -> Result<()> {
-    let window_end = map.len().min(offset + (window_groups + 1) * group_bytes);
-    let mut dirty_end = offset;
-    let mut block = offset;
+) -> Scanned<Range<usize>> {
+    let start = end.offset.min(map.len());
+    let window_end = map.len().min(start.saturating_add((window_groups + 1).saturating_mul(group_bytes)));
+    let mut dirty_end = start;
+    let mut block = start;
     while block < window_end {
         let bytes = &map[block..(block + BLOCK_BYTES).min(map.len())];
         if bytes.iter().any(|&b| b != 0) {
             dirty_end = block + bytes.len();
             if let Ok(header) = GroupHeader::decode(bytes) {
-                if header.seq >= next_seq + window_groups as u64 {
-                    return Err(Error::Corrupted {
-                        segment: number,
-                        offset: offset as u64,
-                        reason: format!(
-                            "{} here, yet group {} (acknowledged) follows at offset {block}",
-                            damage.unwrap_or("a gap"),
+                if header.seq >= scan.next_seq.saturating_add(window_groups as u64) {
+                    return Err(scan.damage(
+                        number,
+                        start as u64,
+                        format!(
+                            "{} here, yet group {} follows at offset {block}: the writer never has more than {window_groups} groups in flight, so the groups here were acknowledged",
+                            end.damage.as_deref().unwrap_or("the log ends"),
                             header.seq
                         ),
-                    });
+                        start as u64,
+                    ));
                 }
             }
         }
         block += BLOCK_BYTES;
     }
-    if dirty_end == offset {
-        return Ok(());
+    Ok(start..dirty_end)
+}
+
+/// Recovers the store in `dir`: `Error::Corrupted` on damage, with nothing changed.
+pub(crate) fn recover(dir: &Path, options: &Options, direct: bool) -> Result<Recovered> {
+    let started = Instant::now();
+    let clean = match scan(dir, options) {
+        Ok(clean) => clean,
+        Err(Failure::Io(error)) => return Err(error),
+        Err(Failure::Damage(damage)) => return Err(damage.into_error()),
+    };
+    if let Some((number, range)) = &clean.dirty_tail {
+        zero_range(&segment::segment_path(dir, *number), range.clone(), direct)?;
     }
-    tracing::warn!(
-        segment = number,
-        offset,
-        bytes = dirty_end - offset,
-        reason = damage.unwrap_or("unfinished groups"),
-        "cutting a torn tail"
+    for path in &clean.unused {
+        std::fs::remove_file(path).map_err(|e| Error::io(format!("removing unused segment {}", path.display()), e))?;
+    }
+    if !clean.unused.is_empty() {
+        platform::sync_dir(dir)?;
+    }
+    tracing::debug!(
+        segments = clean.segments,
+        events = clean.recovered.next_position,
+        unused_removed = clean.unused.len(),
+        tail_cut = clean.dirty_tail.is_some(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "recovered"
     );
-    let file = segment::open_for_write(&segment::segment_path(dir, number), direct)?;
+    Ok(clean.recovered)
+}
+
+/// Writes zeros over `range` of a segment and syncs it.
+fn zero_range(path: &Path, range: Range<usize>, direct: bool) -> Result<()> {
+    let file = segment::open_for_write(path, direct)?;
     let zeros = AlignedBuf::new(ZERO_CHUNK_BYTES);
-    let mut at = offset;
-    while at < dirty_end {
-        let len = (dirty_end - at).min(ZERO_CHUNK_BYTES);
+    let mut at = range.start;
+    while at < range.end {
+        let len = (range.end - at).min(ZERO_CHUNK_BYTES);
         file.write_all_at(&zeros.as_slice()[..round_up_block(len)], at as u64)
-            .map_err(|e| Error::io(format!("zeroing the torn tail of segment {number}"), e))?;
+            .map_err(|e| Error::io(format!("zeroing bytes of {}", path.display()), e))?;
         at += len;
     }
-    file.sync_data().map_err(|e| Error::io(format!("syncing segment {number}"), e))
+    file.sync_data().map_err(|e| Error::io(format!("syncing {}", path.display()), e))
+}
+
+/// What [`Store::repair`](crate::Store::repair) found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RepairReport {
+    /// The segment where the first damage is.
+    pub segment: u64,
+    /// Its offset in that segment.
+    pub offset: u64,
+    /// What was wrong there.
+    pub reason: String,
+    /// Positions of the events dropped by the cut: from the first event at the damage to the end
+    /// of the log as the group and segment headers after the damage tell it (events whose headers
+    /// were destroyed too cannot be counted).
+    pub dropped: Range<u64>,
+    /// Where the files that were changed or removed were saved first.
+    pub saved_to: PathBuf,
+}
+
+impl RepairReport {
+    /// How many events the cut dropped (see [`RepairReport::dropped`]).
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped.end - self.dropped.start
+    }
+}
+
+/// Cuts the log in `dir` at its first damage, saving every file it changes or removes in a new
+/// directory `damaged-<microseconds>` inside `dir` first. `Ok(None)` if there is no damage.
+pub(crate) fn repair(dir: &Path, options: &Options) -> Result<Option<RepairReport>> {
+    let damage = match scan(dir, options) {
+        Ok(_) => return Ok(None),
+        Err(Failure::Io(error)) => return Err(error),
+        Err(Failure::Damage(damage)) => damage,
+    };
+    let dropped_end = claimed_end(dir, &damage)?.max(damage.position);
+    let saved_to = dir.join(format!("damaged-{}", platform::now_us()));
+    std::fs::create_dir(&saved_to).map_err(|e| Error::io(format!("creating {}", saved_to.display()), e))?;
+    for (number, path) in segment::list_segments(dir)? {
+        if number < damage.segment {
+            continue;
+        }
+        let name = path.file_name().expect("a segment file name");
+        let saved = saved_to.join(name);
+        if number == damage.segment && damage.cut_offset > 0 {
+            std::fs::copy(&path, &saved).map_err(|e| Error::io(format!("saving {}", path.display()), e))?;
+            File::open(&saved)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(format!("syncing {}", saved.display()), e))?;
+            cut_segment(&path, damage.cut_offset)?;
+        } else {
+            std::fs::rename(&path, &saved).map_err(|e| Error::io(format!("moving {} aside", path.display()), e))?;
+        }
+    }
+    platform::sync_dir(&saved_to)?;
+    platform::sync_dir(dir)?;
+    let report = RepairReport {
+        segment: damage.segment,
+        offset: damage.offset,
+        reason: damage.reason,
+        dropped: damage.position..dropped_end,
+        saved_to,
+    };
+    tracing::warn!(?report, "repaired a damaged log by cutting it at its first damage");
+    match scan(dir, options) {
+        Ok(_) => Ok(Some(report)),
+        Err(Failure::Io(error)) => Err(error),
+        Err(Failure::Damage(damage)) => Err(damage.into_error()),
+    }
+}
+
+/// Zeroes a segment from `cut_offset` on, and gives it the size its header names again.
+fn cut_segment(path: &Path, cut_offset: u64) -> Result<()> {
+    let context = |what: &str| format!("{what} {}", path.display());
+    let file =
+        std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io(context("opening"), e))?;
+    let len = file.metadata().map_err(|e| Error::io(context("reading the size of"), e))?.len();
+    let mut header_block = vec![0u8; SEGMENT_HEADER_BYTES];
+    file.read_exact_at(&mut header_block, 0).map_err(|e| Error::io(context("reading"), e))?;
+    // A cut inside a segment is only made behind a valid header; refuse rather than guess.
+    let Ok(Some(header)) = SegmentHeader::decode(&header_block) else {
+        return Err(Error::Corrupted { segment: u64::MAX, offset: 0, reason: context("no valid header in") });
+    };
+    let zeros = vec![0u8; ZERO_CHUNK_BYTES];
+    let mut at = cut_offset;
+    let end = len.min(header.segment_bytes);
+    while at < end {
+        let n = (end - at).min(ZERO_CHUNK_BYTES as u64) as usize;
+        file.write_all_at(&zeros[..n], at).map_err(|e| Error::io(context("zeroing"), e))?;
+        at += n as u64;
+    }
+    if len != header.segment_bytes {
+        file.set_len(header.segment_bytes).map_err(|e| Error::io(context("resizing"), e))?;
+    }
+    file.sync_all().map_err(|e| Error::io(context("syncing"), e))
+}
+
+/// The end of the log as the headers after `damage` tell it: the largest end of a valid group
+/// header, or start of a valid segment header, at or after the cut.
+fn claimed_end(dir: &Path, damage: &Damage) -> Result<u64> {
+    let mut end = damage.position;
+    for (number, path) in segment::list_segments(dir)? {
+        if number < damage.segment {
+            continue;
+        }
+        let Ok(map) = map_file(&path) else { continue };
+        let from = if number == damage.segment { damage.cut_offset as usize } else { 0 };
+        let mut block = from - from % BLOCK_BYTES;
+        while block < map.len() {
+            let bytes = &map[block..];
+            if block == 0 {
+                if let Ok(Some(header)) = SegmentHeader::decode(bytes) {
+                    end = end.max(header.first_position);
+                }
+            } else if let Ok(header) = GroupHeader::decode(bytes) {
+                end = end.max(header.first_position + header.events as u64);
+            }
+            block += BLOCK_BYTES;
+        }
+    }
+    Ok(end)
 }

@@ -23,7 +23,10 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use crate::buffer::AlignedBuf;
-use crate::constants::{SEGMENT_HEADER_BYTES, ZERO_CHUNK_BYTES};
+use crate::constants::{
+    BLOCK_BYTES, GROUPS_IN_FLIGHT_LIMIT, POSITION_MAX, SEGMENT_BYTES_LIMIT, SEGMENT_HEADER_BYTES, SEGMENT_NUMBER_MAX,
+    ZERO_CHUNK_BYTES,
+};
 use crate::error::{Error, Result};
 use crate::platform;
 use crate::testing::FaultPlan;
@@ -57,12 +60,15 @@ impl SegmentHeader {
         out[12..16].copy_from_slice(&crc.to_le_bytes());
     }
 
-    /// `Ok(None)`: the header block is all zero (prepared, never used).
+    /// `Ok(None)`: the header block is all zero (prepared, never used). `bytes` shorter than a
+    /// header block is all-zero (`Ok(None)`) or invalid: never a panic, whatever the file holds.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Option<SegmentHeader>, String> {
-        let block = &bytes[..SEGMENT_HEADER_BYTES];
-        if block.iter().all(|&b| b == 0) {
+        if bytes.iter().take(SEGMENT_HEADER_BYTES).all(|&b| b == 0) {
             return Ok(None);
         }
+        let Some(block) = bytes.get(..SEGMENT_HEADER_BYTES) else {
+            return Err(format!("segment header cut short: {} of {SEGMENT_HEADER_BYTES} bytes", bytes.len()));
+        };
         if block[0..8] != SEGMENT_MAGIC {
             return Err("bad segment magic".into());
         }
@@ -75,14 +81,39 @@ impl SegmentHeader {
             return Err("segment header checksum mismatch".into());
         }
         let u64_at = |at: usize| u64::from_le_bytes(block[at..at + 8].try_into().expect("8 bytes"));
-        Ok(Some(SegmentHeader {
+        let header = SegmentHeader {
             number: u64_at(16),
             first_position: u64_at(24),
             segment_bytes: u64_at(32),
             created_us: u64_at(40),
             groups_in_flight_max: u32::from_le_bytes(block[48..52].try_into().expect("4 bytes")),
             group_bytes_max: u32::from_le_bytes(block[52..56].try_into().expect("4 bytes")),
-        }))
+        };
+        header.check()?;
+        Ok(Some(header))
+    }
+
+    /// Fields behind a valid CRC can still be absurd (a bug, or a crafted file); recovery sizes
+    /// its scans from them, so they are held to the limits `Options` are held to.
+    fn check(&self) -> Result<(), String> {
+        let block = BLOCK_BYTES as u64;
+        if self.segment_bytes % block != 0 || self.segment_bytes < 3 * block || self.segment_bytes > SEGMENT_BYTES_LIMIT
+        {
+            return Err(format!("segment header says the segment has {} bytes", self.segment_bytes));
+        }
+        if self.groups_in_flight_max == 0 || self.groups_in_flight_max as usize > GROUPS_IN_FLIGHT_LIMIT {
+            return Err(format!("segment header says {} groups in flight", self.groups_in_flight_max));
+        }
+        if self.group_bytes_max as usize % BLOCK_BYTES != 0 || (self.group_bytes_max as usize) < 2 * BLOCK_BYTES {
+            return Err(format!("segment header says groups of {} bytes", self.group_bytes_max));
+        }
+        if self.first_position > POSITION_MAX {
+            return Err(format!("segment header says it starts at position {}", self.first_position));
+        }
+        if self.number > SEGMENT_NUMBER_MAX {
+            return Err(format!("segment header names segment {}", self.number));
+        }
+        Ok(())
     }
 }
 
@@ -204,11 +235,19 @@ impl Preparer {
         Ok(Preparer { receiver, handle: Some(handle) })
     }
 
-    /// Stops the thread: dropping the receiver makes its next send fail.
-    pub(crate) fn stop(mut self) {
-        let Preparer { receiver, handle } = &mut self;
-        drop(std::mem::replace(receiver, std::sync::mpsc::sync_channel(0).1));
-        if let Some(handle) = handle.take() {
+    /// Stops the thread and waits for it (see `Drop`).
+    pub(crate) fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Preparer {
+    /// Dropping the receiver makes the thread's next send fail; joining it means no segment file
+    /// is still being created once the store (and its directory lock) is gone, even when the
+    /// submitter failed while starting.
+    fn drop(&mut self) {
+        drop(std::mem::replace(&mut self.receiver, std::sync::mpsc::sync_channel(0).1));
+        if let Some(handle) = self.handle.take() {
             let _ = handle.join();
         }
     }

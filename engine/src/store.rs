@@ -29,6 +29,7 @@ use crate::index::{stream_hash, Index};
 use crate::lock::DirLock;
 use crate::queue::AppendQueue;
 use crate::reader::{AllEvents, StreamEvents};
+use crate::recovery::RepairReport;
 use crate::{commit, platform, record, recovery};
 use crate::{Appended, Backend, Event, ExpectedVersion, Options};
 
@@ -108,6 +109,9 @@ pub(crate) struct Shared {
     pub direct: bool,
     pub queue: AppendQueue,
     pub durable: AtomicU64,
+    /// The durable end as a location (see index.rs): every record located below it is durable.
+    /// Stored before `durable`, and like it only ever grows.
+    pub durable_end: AtomicU64,
     pub closing: AtomicBool,
     /// The submitter has exited: nothing more will become durable.
     pub stopped: AtomicBool,
@@ -179,19 +183,33 @@ impl Shared {
 }
 
 /// The unique owner of the submitter thread; dropping the last `Store` clone drops it.
+///
+/// The directory lock is not here: the submitter thread owns it and releases it as it exits, so
+/// that no second `Store` can open the directory while this one's submitter may still write,
+/// whichever thread drops the last clone (see `shutdown`).
 struct Handle {
     shared: Arc<Shared>,
     submitter: Mutex<Option<JoinHandle<()>>>,
-    _lock: DirLock,
 }
 
 impl Handle {
     fn shutdown(&self) -> Result<()> {
         self.shared.closing.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.shared.submitter_thread.get() {
+        let submitter_thread = self.shared.submitter_thread.get();
+        if let Some(thread) = submitter_thread {
             thread.unpark();
         }
-        let handle = self.submitter.lock().expect("submitter handle lock").take();
+        if submitter_thread.is_some_and(|thread| thread.id() == std::thread::current().id()) {
+            // The last clone was dropped (or `close` called) on the submitter thread itself: a
+            // waker that polls its task inline, and the task owned the store. A thread cannot
+            // join itself. It sees `closing` when this returns, makes every queued append
+            // durable, exits, and only then releases the directory lock.
+            return match self.shared.poisoned.get() {
+                Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
+                None => Ok(()),
+            };
+        }
+        let handle = self.submitter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(handle) = handle {
             if handle.join().is_err() {
                 return Err(Error::Poisoned { cause: "the submitter thread panicked".into() });
@@ -252,8 +270,8 @@ fn validate_options(options: &Options) -> Result<()> {
             format!("{} is not a multiple of {BLOCK_BYTES} of at least {}", options.group_bytes_max, 2 * BLOCK_BYTES),
         );
     }
-    if options.group_bytes_max > u32::MAX as usize / 2 {
-        return bad("group_bytes_max", format!("{} is over {}", options.group_bytes_max, u32::MAX / 2));
+    if options.group_bytes_max > GROUP_BYTES_LIMIT {
+        return bad("group_bytes_max", format!("{} is over {GROUP_BYTES_LIMIT}", options.group_bytes_max));
     }
     if options.segment_bytes % BLOCK_BYTES as u64 != 0
         || options.segment_bytes < (options.group_bytes_max + 2 * BLOCK_BYTES) as u64
@@ -274,35 +292,46 @@ fn validate_options(options: &Options) -> Result<()> {
             format!("{} is not in 1..={GROUPS_IN_FLIGHT_LIMIT}", options.groups_in_flight_max),
         );
     }
-    if options.queue_appends_max == 0 {
-        return bad("queue_appends_max", "must be at least 1".into());
+    if options.queue_appends_max == 0 || options.queue_appends_max > QUEUE_APPENDS_LIMIT {
+        return bad("queue_appends_max", format!("{} is not in 1..={QUEUE_APPENDS_LIMIT}", options.queue_appends_max));
     }
     Ok(())
 }
 
+/// The checks shared by `open` and `repair`: options, the directory, its file system, the lock.
+fn prepare_dir(path: &Path, options: &Options) -> Result<(PathBuf, DirLock, bool)> {
+    validate_options(options)?;
+    let dir = path.to_path_buf();
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let (magic, fs) = platform::file_system(&dir)?;
+    if platform::is_volatile(magic) && !options.allow_volatile {
+        return Err(Error::VolatileFileSystem { path: dir, fs });
+    }
+    let lock = DirLock::acquire(&dir)?;
+    let direct = if platform::direct_io_works(&dir)? {
+        true
+    } else if options.allow_buffered_io {
+        tracing::warn!(path = %dir.display(), %fs, "O_DIRECT refused; using buffered I/O");
+        false
+    } else {
+        return Err(Error::DirectIoUnsupported { path: dir, fs });
+    };
+    Ok((dir, lock, direct))
+}
+
 impl Store {
     /// Opens (creating if needed) the store in directory `path`, recovering after a crash.
+    ///
+    /// Damage that a crash cannot explain (a bad checksum with acknowledged data after it, a
+    /// truncated or missing segment, ...) makes it fail with [`Error::Corrupted`] naming the
+    /// segment and offset, without changing any file; see [`Store::repair`].
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store> {
-        validate_options(&options)?;
-        let dir = path.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let (magic, fs) = platform::file_system(&dir)?;
-        if platform::is_volatile(magic) && !options.allow_volatile {
-            return Err(Error::VolatileFileSystem { path: dir, fs });
-        }
-        let lock = DirLock::acquire(&dir)?;
-        let direct = if platform::direct_io_works(&dir)? {
-            true
-        } else if options.allow_buffered_io {
-            tracing::warn!(path = %dir.display(), %fs, "O_DIRECT refused; using buffered I/O");
-            false
-        } else {
-            return Err(Error::DirectIoUnsupported { path: dir, fs });
-        };
+        let (dir, lock, direct) = prepare_dir(path.as_ref(), &options)?;
         let recovered = recovery::recover(&dir, &options, direct)?;
         let shared = Arc::new(Shared {
             queue: AppendQueue::new(options.queue_appends_max, QUEUE_SHARDS),
             durable: AtomicU64::new(recovered.next_position),
+            durable_end: AtomicU64::new(recovered.durable_end),
             closing: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             poisoned: OnceLock::new(),
@@ -310,16 +339,28 @@ impl Store {
             submitter_thread: OnceLock::new(),
             wakers: Mutex::new(Vec::new()),
             wakers_waiting: AtomicUsize::new(0),
-            index: Index::default(),
+            index: Index::new(dir.clone(), options.faults.clone()),
             counters: Counters::default(),
             backend: OnceLock::new(),
             options,
             dir,
             direct,
         });
-        let submitter = commit::start(shared.clone(), recovered)?;
+        let submitter = commit::start(shared.clone(), recovered, lock)?;
         let local = Local::new(&shared);
-        Ok(Store { handle: Arc::new(Handle { shared, submitter: Mutex::new(Some(submitter)), _lock: lock }), local })
+        Ok(Store { handle: Arc::new(Handle { shared, submitter: Mutex::new(Some(submitter)) }), local })
+    }
+
+    /// The operator's way out of [`Error::Corrupted`]: cuts the log in `path` at its first
+    /// damage, dropping every event from there on, so that [`Store::open`] works again.
+    ///
+    /// Before it changes or removes a segment file it saves it into a new directory
+    /// `damaged-<microseconds>` inside `path`. Returns what it dropped (`Ok(None)`: the log has
+    /// no damage and nothing was changed; a torn tail after a crash is not damage, `open` cuts
+    /// it). Never called by evstore itself: losing events must be an explicit decision.
+    pub fn repair(path: impl AsRef<Path>, options: Options) -> Result<Option<RepairReport>> {
+        let (dir, _lock, _direct) = prepare_dir(path.as_ref(), &options)?;
+        recovery::repair(&dir, &options)
     }
 
     fn shared(&self) -> &Arc<Shared> {

@@ -17,6 +17,7 @@ struct FaultState {
     sync_fail_after: AtomicU64,
     sync_errno: AtomicI32,
     segment_errno: AtomicI32,
+    map_errno: AtomicI32,
     io_uring_errno: AtomicI32,
     writes: AtomicU64,
     syncs: AtomicU64,
@@ -43,6 +44,7 @@ impl FaultPlan {
                 sync_fail_after: AtomicU64::new(NEVER),
                 sync_errno: AtomicI32::new(0),
                 segment_errno: AtomicI32::new(0),
+                map_errno: AtomicI32::new(0),
                 io_uring_errno: AtomicI32::new(0),
                 writes: AtomicU64::new(0),
                 syncs: AtomicU64::new(0),
@@ -71,6 +73,12 @@ impl FaultPlan {
         self.state.segment_errno.store(errno, Ordering::SeqCst);
     }
 
+    /// Mapping segment files for reads fails with `errno`, as under RLIMIT_AS or when
+    /// `vm.max_map_count` is reached (0 stops failing).
+    pub fn fail_mapping(&self, errno: i32) {
+        self.state.map_errno.store(errno, Ordering::SeqCst);
+    }
+
     /// Setting up io_uring fails with `errno`, as under a seccomp filter (0 stops failing).
     pub fn deny_io_uring(&self, errno: i32) {
         self.state.io_uring_errno.store(errno, Ordering::SeqCst);
@@ -82,6 +90,7 @@ impl FaultPlan {
         s.write_fail_after.store(NEVER, Ordering::SeqCst);
         s.sync_fail_after.store(NEVER, Ordering::SeqCst);
         s.segment_errno.store(0, Ordering::SeqCst);
+        s.map_errno.store(0, Ordering::SeqCst);
         s.io_uring_errno.store(0, Ordering::SeqCst);
     }
 
@@ -111,6 +120,10 @@ impl FaultPlan {
 
     pub(crate) fn segment_errno(&self) -> Option<i32> {
         Some(self.state.segment_errno.load(Ordering::SeqCst)).filter(|&e| e != 0)
+    }
+
+    pub(crate) fn map_errno(&self) -> Option<i32> {
+        Some(self.state.map_errno.load(Ordering::SeqCst)).filter(|&e| e != 0)
     }
 
     pub(crate) fn io_uring_errno(&self) -> Option<i32> {
