@@ -315,10 +315,40 @@ impl Submitter {
                 break;
             }
         }
+        if !self.poisoned() && self.outstanding == 0 && self.in_flight.is_empty() {
+            self.write_close_marker();
+        }
         self.shared.stopped.store(true, Ordering::SeqCst);
         self.shared.wake_waiters(true);
         if let Some(preparer) = self.preparer.take() {
             preparer.stop();
+        }
+    }
+
+    /// Marks the clean end of the log (see `record::CloseMarker`): every group is durable, so
+    /// recovery may treat damage in the last groups as damage rather than as a torn write. Best
+    /// effort: without it (no room left in the segment, a failed write, `SyncMode::None`),
+    /// recovery falls back to the crash-window rule, and nothing acknowledged depends on it.
+    fn write_close_marker(&mut self) {
+        let Some(segment) = &self.segment else { return };
+        if self.sync == SyncMode::None || segment.write_offset + BLOCK_BYTES as u64 > segment.bytes {
+            return;
+        }
+        let Some(&slot) = self.free.last() else { return };
+        let buf = self.pool[slot].as_mut_slice();
+        buf[..BLOCK_BYTES].fill(0);
+        record::CloseMarker {
+            next_seq: self.next_seq,
+            next_position: self.next_position,
+            closed_us: platform::now_us(),
+        }
+        .encode(&mut buf[..BLOCK_BYTES]);
+        let written = segment
+            .file
+            .write_all_at(&buf[..BLOCK_BYTES], segment.write_offset)
+            .and_then(|()| segment.file.sync_data());
+        if let Err(error) = written {
+            tracing::warn!(segment = segment.number, %error, "could not write the close marker");
         }
     }
 

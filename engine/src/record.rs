@@ -241,6 +241,44 @@ impl GroupHeader {
     }
 }
 
+/// The close marker: 32 bytes at the start of the block right after the last group of the last
+/// segment, written (and synced) when the store closes cleanly with every group durable:
+/// ```text
+///  0 u32 magic "EVCL"   4 u32 CRC32C of bytes [8, 32)
+///  8 u64 sequence number of the next group   16 u64 next position   24 u64 closed at, us
+/// ```
+/// It tells recovery that the log was complete up to there, so that damage in the last groups,
+/// which after a crash could be a torn write, is reported instead of cut. The next group written
+/// after a reopen starts in the same block and overwrites it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CloseMarker {
+    pub next_seq: u64,
+    pub next_position: u64,
+    pub closed_us: u64,
+}
+
+pub(crate) const CLOSE_MAGIC: u32 = u32::from_le_bytes(*b"EVCL");
+
+impl CloseMarker {
+    pub(crate) fn encode(&self, out: &mut [u8]) {
+        out[0..4].copy_from_slice(&CLOSE_MAGIC.to_le_bytes());
+        out[8..16].copy_from_slice(&self.next_seq.to_le_bytes());
+        out[16..24].copy_from_slice(&self.next_position.to_le_bytes());
+        out[24..32].copy_from_slice(&self.closed_us.to_le_bytes());
+        let crc = crc32c::crc32c(&out[8..GROUP_HEADER_BYTES]);
+        out[4..8].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// The marker at the start of `bytes`, if there is a valid one.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<CloseMarker> {
+        let bytes = bytes.get(..GROUP_HEADER_BYTES)?;
+        if u32_at(bytes, 0) != CLOSE_MAGIC || crc32c::crc32c(&bytes[8..]) != u32_at(bytes, 4) {
+            return None;
+        }
+        Some(CloseMarker { next_seq: u64_at(bytes, 8), next_position: u64_at(bytes, 16), closed_us: u64_at(bytes, 24) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +341,18 @@ mod tests {
         assert_eq!(GroupHeader::decode(&bytes), Ok(header));
         bytes[20] ^= 1;
         assert!(matches!(GroupHeader::decode(&bytes), Err(GroupHeaderError::Invalid(_))));
+    }
+
+    #[test]
+    fn close_marker_round_trips_and_is_no_group() {
+        let marker = CloseMarker { next_seq: 9, next_position: 77, closed_us: 5 };
+        let mut bytes = [0u8; 4096];
+        marker.encode(&mut bytes);
+        assert_eq!(CloseMarker::decode(&bytes), Some(marker));
+        assert!(matches!(GroupHeader::decode(&bytes), Err(GroupHeaderError::Invalid(_))));
+        bytes[17] ^= 4;
+        assert_eq!(CloseMarker::decode(&bytes), None);
+        assert_eq!(CloseMarker::decode(&bytes[..31]), None);
     }
 
     mod properties {

@@ -34,7 +34,7 @@ use crate::buffer::{round_up_block, AlignedBuf};
 use crate::constants::{BLOCK_BYTES, GROUP_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_NUMBER_MAX, ZERO_CHUNK_BYTES};
 use crate::error::{Error, Result};
 use crate::index::{pack_location, stream_hash, GroupLocation, StreamTable};
-use crate::record::{self, GroupHeader, GroupHeaderError};
+use crate::record::{self, CloseMarker, GroupHeader, GroupHeaderError};
 use crate::segment::{self, SegmentHeader};
 use crate::{platform, Options};
 
@@ -229,8 +229,11 @@ fn classify(files: Vec<SegmentFile>) -> Classified {
 /// Where the groups of a segment stop and why.
 struct SegmentEnd {
     offset: usize,
-    /// `None`: a zero block (or the end of the file), the normal end. `Some`: what was wrong.
+    /// `None`: a zero block, the end of the file or a close marker: a normal end. `Some`: what was
+    /// wrong.
     damage: Option<String>,
+    /// The close marker found where the groups end, if the store was closed cleanly there.
+    marker: Option<CloseMarker>,
 }
 
 struct Scan {
@@ -241,6 +244,24 @@ struct Scan {
 }
 
 impl Scan {
+    /// A close marker where the groups end must name exactly that end.
+    fn check_marker(&self, number: u64, end: &SegmentEnd) -> Scanned<()> {
+        match end.marker {
+            Some(marker) if marker.next_seq != self.next_seq || marker.next_position != self.next_position => {
+                Err(self.damage(
+                    number,
+                    end.offset as u64,
+                    format!(
+                        "the close marker here says the log ends at position {} (group {}), but its groups end at position {} (group {})",
+                        marker.next_position, marker.next_seq, self.next_position, self.next_seq
+                    ),
+                    end.offset as u64,
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn damage(&self, segment: u64, offset: u64, reason: String, cut_offset: u64) -> Failure {
         Failure::Damage(Damage { segment, offset, reason, cut_offset, position: self.next_position })
     }
@@ -251,9 +272,11 @@ impl Scan {
         loop {
             let header = match GroupHeader::decode(map.get(offset..).unwrap_or(&[])) {
                 Ok(header) => header,
-                Err(GroupHeaderError::Zero) => return Ok(SegmentEnd { offset, damage: None }),
+                Err(GroupHeaderError::Zero) => return Ok(SegmentEnd { offset, damage: None, marker: None }),
                 Err(GroupHeaderError::Invalid(reason)) => {
-                    return Ok(SegmentEnd { offset, damage: Some(reason.into()) })
+                    let marker = CloseMarker::decode(map.get(offset..).unwrap_or(&[]));
+                    let damage = marker.is_none().then(|| reason.to_string());
+                    return Ok(SegmentEnd { offset, damage, marker });
                 }
             };
             let end = offset + GROUP_HEADER_BYTES + header.body_bytes as usize;
@@ -270,7 +293,7 @@ impl Scan {
                 self.records(number, offset, &map[..end], header)?
             };
             if let Some(reason) = problem {
-                return Ok(SegmentEnd { offset, damage: Some(reason) });
+                return Ok(SegmentEnd { offset, damage: Some(reason), marker: None });
             }
             self.groups.push(GroupLocation {
                 first_position: header.first_position,
@@ -409,16 +432,16 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
             if let Some(reason) = end.damage {
                 return Err(scan.damage(number, end.offset as u64, reason, end.offset as u64));
             }
-            // The writer moved to the next segment before writing past its last group here, and
-            // recovery zeroed whatever a crash had left there: the rest of the segment is zero.
-            if let Some(at) = map[end.offset.min(map.len())..].iter().position(|&b| b != 0) {
+            scan.check_marker(number, &end)?;
+            // The writer moved to the next segment before writing past its last group here (but
+            // for a close marker), and recovery zeroed whatever a crash had left there: the rest
+            // of the segment is zero.
+            let rest = end.offset + if end.marker.is_some() { BLOCK_BYTES } else { 0 };
+            if let Some(at) = map[rest.min(map.len())..].iter().position(|&b| b != 0) {
                 return Err(scan.damage(
                     number,
                     end.offset as u64,
-                    format!(
-                        "the groups of this finished segment stop here, yet bytes follow at offset {}",
-                        end.offset + at
-                    ),
+                    format!("the groups of this finished segment stop here, yet bytes follow at offset {}", rest + at),
                     end.offset as u64,
                 ));
             }
@@ -478,14 +501,31 @@ fn check_tail(
     window_groups: usize,
     group_bytes: usize,
 ) -> Scanned<Range<usize>> {
+    scan.check_marker(number, end)?;
     let start = end.offset.min(map.len());
     let window_end = map.len().min(start.saturating_add((window_groups + 1).saturating_mul(group_bytes)));
     let mut dirty_end = start;
-    let mut block = start;
+    // A close marker where the groups end is kept, unless a later run's torn writes follow it.
+    let mut block = if end.marker.is_some() { start + BLOCK_BYTES } else { start };
     while block < window_end {
         let bytes = &map[block..(block + BLOCK_BYTES).min(map.len())];
         if bytes.iter().any(|&b| b != 0) {
             dirty_end = block + bytes.len();
+            if let Some(marker) = CloseMarker::decode(bytes) {
+                if marker.next_position > scan.next_position || marker.next_seq > scan.next_seq {
+                    return Err(scan.damage(
+                        number,
+                        start as u64,
+                        format!(
+                            "{} here at position {}, yet the store was closed cleanly with its log ending at position {} (marker at offset {block}): acknowledged groups are missing",
+                            end.damage.as_deref().unwrap_or("the log ends"),
+                            scan.next_position,
+                            marker.next_position
+                        ),
+                        start as u64,
+                    ));
+                }
+            }
             if let Ok(header) = GroupHeader::decode(bytes) {
                 if header.seq >= scan.next_seq.saturating_add(window_groups as u64) {
                     return Err(scan.damage(
@@ -662,6 +702,8 @@ fn claimed_end(dir: &Path, damage: &Damage) -> Result<u64> {
                 }
             } else if let Ok(header) = GroupHeader::decode(bytes) {
                 end = end.max(header.first_position + header.events as u64);
+            } else if let Some(marker) = CloseMarker::decode(bytes) {
+                end = end.max(marker.next_position.min(crate::constants::POSITION_MAX));
             }
             block += BLOCK_BYTES;
         }

@@ -2,7 +2,9 @@
 //! must stop `Store::open` with `Error::Corrupted` naming the segment and an offset at or before
 //! the damage, and must not destroy anything (undo the damage and everything is back); a torn
 //! last group, as a crash in the middle of a write leaves it, must be cut quietly, keeping every
-//! earlier event and letting the log go on. Without this, recovery could treat bit rot as a torn
+//! earlier event and letting the log go on; but the same damage in a store that was closed
+//! cleanly (its close marker says where the log ended) is corruption, never a shorter log.
+//! Without this, recovery could treat bit rot as a torn
 //! tail and silently drop every acknowledged event after it, or refuse to open after an ordinary
 //! crash, or leave the torn bytes behind to be misread later.
 
@@ -129,9 +131,11 @@ fn a_torn_last_group_is_cut_and_the_log_goes_on() {
         let last = *groups_on_disk(&last_segment).last().expect("groups");
         assert_eq!(last.first_position + last.events as u64, before.len() as u64, "the last group ends the log");
         assert!(last.end - last.offset > 132, "the last group is long enough to tear");
-        // A torn write: the end of the last group never made it, garbage is there instead.
+        // A torn write: the end of the last group never made it, garbage is there instead. And
+        // the crash came before the close: no close marker after the last group.
         let garbage: Vec<u8> = (0..100u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         damage(&last_segment, (last.end - 100) as u64, &garbage);
+        damage(&last_segment, last.end.div_ceil(4096) as u64 * 4096, &[0u8; 4096]);
 
         let store = Store::open(dir.path(), small_options(backend)).expect("a torn tail is not corruption");
         let kept = last.first_position as usize;
@@ -155,6 +159,29 @@ fn a_torn_last_group_is_cut_and_the_log_goes_on() {
         assert_eq!(read_all(&store), after, "{backend:?}: appends after the cut survive a reopen");
         assert_eq!(check_log_shape(&store), kept as u64 + 1 + 20);
         assert_eq!(read_stream(&store, "tail")[0].data, b"again");
+        store.close().expect("close");
+    }
+}
+
+#[test]
+fn damage_in_the_last_group_of_a_cleanly_closed_store_is_corruption() {
+    let _watchdog = watchdog("damage_in_the_last_group_of_a_cleanly_closed_store_is_corruption", 30);
+    for backend in backends() {
+        let dir = temp_dir("corrupt-closed");
+        let Some(store) = open(dir.path(), small_options(backend)) else { continue };
+        fill(&store, 10, 300, 1);
+        let before = read_all(&store);
+        store.close().expect("close");
+        let (number, last_segment) = used_segments(dir.path()).pop().expect("a used segment");
+        let last = *groups_on_disk(&last_segment).last().expect("groups");
+        // A flipped bit in the last, acknowledged group. Without the marker this looks exactly
+        // like a torn write (the crash window) and the group would be cut: 2 events lost.
+        let at = (last.end - 10) as u64;
+        flip(&last_segment, at);
+        expect_corrupted(dir.path(), small_options(backend), number, last.offset as u64..=at);
+        flip(&last_segment, at);
+        let store = Store::open(dir.path(), small_options(backend)).expect("open once the damage is undone");
+        assert_eq!(read_all(&store), before, "{backend:?}: nothing was lost to the failed open");
         store.close().expect("close");
     }
 }
