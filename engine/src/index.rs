@@ -19,7 +19,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use hashbrown::HashTable;
 use memmap2::Mmap;
@@ -133,7 +133,7 @@ impl Index {
 
     /// Index into `groups` of the group holding `position`, if it is durable.
     pub(crate) fn group_of(&self, position: u64) -> Option<(usize, GroupLocation)> {
-        let groups = self.groups.read().expect("groups lock");
+        let groups = self.groups.read().unwrap_or_else(PoisonError::into_inner);
         let at = groups.partition_point(|g| g.first_position <= position);
         if at == 0 {
             return None;
@@ -142,7 +142,7 @@ impl Index {
     }
 
     pub(crate) fn group_at(&self, index: usize) -> Option<GroupLocation> {
-        self.groups.read().expect("groups lock").get(index).copied()
+        self.groups.read().unwrap_or_else(PoisonError::into_inner).get(index).copied()
     }
 }
 

@@ -7,10 +7,12 @@
 //! (`Shared::durable_end`) before decoding anything: the submitter registers a record's location
 //! when it places it, while its bytes on disk are still zeros (or, after a failed write, never
 //! will be). Log reads walk the durable-group directory, which holds durable groups only. No
-//! lock is held while a reader touches the mapping.
+//! lock is held while a reader touches the mapping. Readers ignore lock poisoning: a submitter
+//! that panicked poisons the store, and durable events must stay readable after that; what it
+//! left half-done lies past the durable end, where readers never look.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use memmap2::Mmap;
 
@@ -99,7 +101,7 @@ impl StreamEvents {
     fn refill(&mut self) {
         self.chunk.clear();
         self.chunk_at = 0;
-        let streams = self.shared.index.streams.lock().expect("streams lock");
+        let streams = self.shared.index.streams.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = streams.get(self.hash, self.stream.as_bytes()) {
             let from = (self.next_version as usize).min(entry.locations.len());
             let to = (from + CHUNK_EVENTS).min(entry.locations.len());
@@ -157,7 +159,7 @@ impl Iterator for StreamEvents {
 /// every batch) is held.
 pub(crate) fn last_durable_version(shared: &Shared, stream: &str) -> Option<u64> {
     let durable_end = shared.durable_end.load(Ordering::Acquire);
-    let streams = shared.index.streams.lock().expect("streams lock");
+    let streams = shared.index.streams.lock().unwrap_or_else(PoisonError::into_inner);
     let locations = &streams.get(stream_hash(stream), stream.as_bytes())?.locations;
     let durable_count = locations.partition_point(|&location| location < durable_end);
     (durable_count as u64).checked_sub(1)

@@ -205,6 +205,12 @@ fn classify(files: Vec<SegmentFile>) -> Classified {
                 used.push((file, header));
             }
             Kind::Unused | Kind::Torn(_) => {
+                if file.len < MIN_SEGMENT_BYTES {
+                    // Segments are prepared under another name and renamed once whole: a short
+                    // `.evs` file was cut, not left half-prepared by a crash.
+                    pending = damage(file.number, 0, format!("the file is only {} bytes long: truncated", file.len));
+                    break;
+                }
                 if file.written_after_header {
                     let what = match &file.kind {
                         Kind::Torn(reason) => format!("the header is invalid ({reason})"),
@@ -225,6 +231,9 @@ fn classify(files: Vec<SegmentFile>) -> Classified {
     }
     Classified { used, unused: unused.into_iter().map(|f| f.path).collect(), pending }
 }
+
+/// The smallest segment a header may name (see `SegmentHeader::check`).
+const MIN_SEGMENT_BYTES: u64 = 3 * BLOCK_BYTES as u64;
 
 /// Where the groups of a segment stop and why.
 struct SegmentEnd {
@@ -386,7 +395,8 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
     for (number, path) in segment::list_segments(dir)? {
         files.push(inspect(number, &path)?);
     }
-    let Classified { used, unused, pending } = classify(files);
+    let Classified { used, mut unused, pending } = classify(files);
+    unused.extend(segment::list_partials(dir)?);
     let segments = used.len();
     let mut scan = Scan {
         streams: StreamTable::default(),
@@ -436,8 +446,12 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
             // The writer moved to the next segment before writing past its last group here (but
             // for a close marker), and recovery zeroed whatever a crash had left there: the rest
             // of the segment is zero.
-            let rest = end.offset + if end.marker.is_some() { BLOCK_BYTES } else { 0 };
-            if let Some(at) = map[rest.min(map.len())..].iter().position(|&b| b != 0) {
+            // Only the pipeline window after the end is read: groups that were lost there leave
+            // their successors inside it (and the next segment's first position shows any gap),
+            // and a segment's slack can be large when options changed between runs.
+            let rest = (end.offset + if end.marker.is_some() { BLOCK_BYTES } else { 0 }).min(map.len());
+            let rest_end = map.len().min(rest.saturating_add(window(header, options)));
+            if let Some(at) = map[rest..rest_end].iter().position(|&b| b != 0) {
                 return Err(scan.damage(
                     number,
                     end.offset as u64,
@@ -448,8 +462,7 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
             previous_end = Some((number, end.offset));
         } else {
             let window_groups = (header.groups_in_flight_max as usize).max(options.groups_in_flight_max);
-            let group_bytes = (header.group_bytes_max as usize).max(options.group_bytes_max);
-            let dirty = check_tail(&scan, number, &map, &end, window_groups, group_bytes)?;
+            let dirty = check_tail(&scan, number, &map, &end, window_groups, window(header, options))?;
             if dirty.end > dirty.start {
                 tracing::warn!(
                     segment = number,
@@ -490,6 +503,15 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
     })
 }
 
+/// Bytes after the end of the valid groups in which groups that were in flight can lie, plus one
+/// group: `(w + 1) × g`, with the larger of the writer's window (segment header) and today's
+/// options, since a reopen with other options goes on writing into the same segment.
+fn window(header: &SegmentHeader, options: &Options) -> usize {
+    let window_groups = (header.groups_in_flight_max as usize).max(options.groups_in_flight_max);
+    let group_bytes = (header.group_bytes_max as usize).max(options.group_bytes_max);
+    (window_groups + 1).saturating_mul(group_bytes)
+}
+
 /// Looks at what lies after the end of the last segment's groups: bytes of groups that were in
 /// flight (returned, to be zeroed), or a group the writer could only have written once the one at
 /// the end was durable (damage).
@@ -499,11 +521,11 @@ fn check_tail(
     map: &[u8],
     end: &SegmentEnd,
     window_groups: usize,
-    group_bytes: usize,
+    window_bytes: usize,
 ) -> Scanned<Range<usize>> {
     scan.check_marker(number, end)?;
     let start = end.offset.min(map.len());
-    let window_end = map.len().min(start.saturating_add((window_groups + 1).saturating_mul(group_bytes)));
+    let window_end = map.len().min(start.saturating_add(window_bytes));
     let mut dirty_end = start;
     // A close marker where the groups end is kept, unless a later run's torn writes follow it.
     let mut block = if end.marker.is_some() { start + BLOCK_BYTES } else { start };

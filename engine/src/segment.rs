@@ -1,4 +1,6 @@
-//! Segment files: fixed-size, pre-written files named `<number:020>.evs`.
+//! Segment files: fixed-size, pre-written files named `<number:020>.evs`, prepared under the name
+//! `<number:020>.evs.partial` and renamed once whole, so that every `.evs` file was once a whole,
+//! synced segment.
 //!
 //! Layout: block 0 (4 KiB) is the segment header, written by the submitter when it starts using
 //! the segment; groups follow from byte 4096, each on a 4 KiB boundary. A segment whose header
@@ -121,6 +123,24 @@ pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:020}.evs"))
 }
 
+/// Where segment `number` is prepared before it is renamed to its real name.
+pub(crate) fn partial_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:020}.evs.partial"))
+}
+
+/// Leftovers of preparations a crash interrupted (`*.evs.partial`): they never held data.
+pub(crate) fn list_partials(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        if entry.file_name().to_str().is_some_and(|name| name.ends_with(".evs.partial")) {
+            out.push(entry.path());
+        }
+    }
+    Ok(out)
+}
+
 /// Segment files in `dir`, sorted by number.
 pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
@@ -167,19 +187,21 @@ pub(crate) fn prepare(
     zeros: &AlignedBuf,
 ) -> Result<PreparedSegment> {
     let path = segment_path(dir, number);
+    let partial = partial_path(dir, number);
     let context = || format!("creating segment {}", path.display());
     if let Some(errno) = faults.and_then(|f| f.segment_errno()) {
         return Err(Error::from_errno(context(), errno));
     }
-    // A leftover from a crash during preparation holds no data (recovery removed used ones
-    // from consideration already); start from scratch.
-    let _ = std::fs::remove_file(&path);
+    // The segment is prepared under a temporary name and renamed only once it is allocated,
+    // zeroed and synced: a `.evs` file is always a whole segment, so recovery can tell a
+    // truncated segment (damage) from a crash during preparation (a leftover `.evs.partial`).
+    let _ = std::fs::remove_file(&partial);
     let mut options = OpenOptions::new();
     options.read(true).write(true).create_new(true);
     if direct {
         options.custom_flags(libc::O_DIRECT);
     }
-    let file = options.open(&path).map_err(|e| Error::io(context(), e))?;
+    let file = options.open(&partial).map_err(|e| Error::io(context(), e))?;
     let result = (|| {
         // SAFETY: fallocate on a valid descriptor; mode 0 allocates and extends the file.
         let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, bytes as libc::off_t) };
@@ -197,10 +219,12 @@ pub(crate) fn prepare(
             }
         }
         file.sync_all().map_err(|e| Error::io(context(), e))?;
+        std::fs::rename(&partial, &path).map_err(|e| Error::io(context(), e))?;
         platform::sync_dir(dir)
     })();
     if let Err(e) = result {
         drop(file);
+        let _ = std::fs::remove_file(&partial);
         let _ = std::fs::remove_file(&path);
         return Err(e);
     }
