@@ -173,6 +173,9 @@ pub(crate) fn prepare(
         let _ = std::fs::remove_file(&path);
         return Err(e);
     }
+    if let Some(plan) = faults {
+        plan.record_created(number, bytes);
+    }
     Ok(PreparedSegment { number, file })
 }
 
