@@ -1230,6 +1230,14 @@ impl Layout {
         Some(self.groups[index].segment) != self.last_segment() || self.groups.len() - 1 - index >= self.window
     }
 
+    /// Where the groups a crash may tear begin: the first of the last `window` groups that are in
+    /// the last segment (the log's end if there are none).
+    pub fn window_start(&self) -> u64 {
+        (0..self.groups.len())
+            .find(|&index| !self.group_protected(index))
+            .map_or(self.end_position(), |index| self.groups[index].header.first_position)
+    }
+
     /// Whether damage to the header of `segment` can only be corruption: groups follow it.
     pub fn header_protected(&self, segment: u64) -> bool {
         Some(segment) != self.last_segment() || self.groups.iter().any(|g| g.segment == segment)
@@ -1394,11 +1402,12 @@ pub struct Verdict {
     pub places: Vec<String>,
 }
 
-/// Compares `before` and `after` and sorts every changed byte: in a protected place (a group or
-/// header a crash cannot tear, or past the last group of an earlier segment) the image must be
-/// refused; in the records of one of the last `window` groups, or past the last group of the
-/// last segment, it may be cut there as a torn tail (everything before the damaged group must
-/// stay); in padding, it may open with every acknowledged event intact.
+/// Compares `before` and `after` and sorts every changed byte: in a protected place (the records
+/// of a group or the header of a segment that a crash cannot tear, or past the last group of an
+/// earlier segment) the image must be refused; in one of the last `window` groups of the last
+/// segment, or past its last group, it may be cut as a torn tail (every acknowledged event
+/// before those groups must stay); in the padding of a protected group, it may open with every
+/// acknowledged event intact.
 pub fn classify(before: &DiskImage, after: &DiskImage, layout: &Layout, acked_end: u64) -> Verdict {
     let mut verdict =
         Verdict { must_corrupt: false, required_end: acked_end, changed: BTreeMap::new(), places: Vec::new() };
@@ -1448,7 +1457,8 @@ pub fn classify(before: &DiskImage, after: &DiskImage, layout: &Layout, acked_en
                         verdict.must_corrupt |= protected;
                     }
                     if !protected {
-                        verdict.required_end = verdict.required_end.min(group.header.first_position);
+                        // Treated as a torn tail, the damage may take the whole window with it.
+                        verdict.required_end = verdict.required_end.min(layout.window_start());
                     }
                     format!(
                         "segment {segment} group seq {} {} ({} groups after it)",

@@ -6,9 +6,9 @@
 //! the last segment, so damage anywhere else in the log must make `Store::open` fail with
 //! `Error::Corrupted` naming the damaged segment, at or before the damage, and leave every
 //! segment file byte for byte as it was (so that an operator can still save what is there).
-//! Damage inside that window may be cut as a torn tail, keeping everything before the damaged
-//! group; a flip in padding may open, with every acknowledged event intact. In no case may an
-//! event be invented or changed.
+//! Damage inside that window may be cut as a torn tail, keeping every acknowledged event before
+//! the window; a flip in the padding of a group outside it may open, with every acknowledged
+//! event intact. In no case may an event be invented or changed.
 //!
 //! Without this, recovery could take bit rot or a misdirected write for a torn tail and silently
 //! drop acknowledged events after it, delete a segment whose header it cannot read, or "repair"
