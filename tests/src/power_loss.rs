@@ -194,7 +194,8 @@ impl RunConfig {
 
     pub fn describe(&self) -> String {
         format!(
-            "run {} ({:?}, {}, groups_in_flight_max {}, segment_bytes {}, busy_group_bytes_min {}, {:?}, {} producer(s) x {} appends, {}% waited at once, at most {} pending, {}{})",
+            "run {} ({:?}, {}, groups_in_flight_max {}, segment_bytes {}, busy_group_bytes_min {}, {:?}, \
+             {} producer(s) x {} appends, {}% waited at once, at most {} pending, {}{})",
             self.run,
             self.backend,
             self.sync.label(),
@@ -535,7 +536,8 @@ impl Oracle {
                 match found.get(&append.id) {
                     Some(&(first, last_version, _)) if first == position && last_version == version => {}
                     Some(&(first, last_version, _)) => problem(format!(
-                        "a{} acknowledged at position {position} version {version}, found at {first} version {last_version}",
+                        "a{} acknowledged at position {position} version {version}, found at {first} \
+                         version {last_version}",
                         append.id
                     )),
                     None => problem(format!("acknowledged a{} is not in the log", append.id)),
@@ -1100,8 +1102,8 @@ impl Failures {
         if *seen == 1 || (*seen <= SHOWN_PER_KIND && self.shown < SHOWN_MAX) {
             self.shown += 1;
             println!(
-                "FAILED ({}) {kind}\n  {}\n  replay the run: EVSTORE_POWER_LOSS_RUN={run} {} (the workload and options replay \
-                 exactly; the journal depends on thread timing, the kept image does not)",
+                "FAILED ({}) {kind}\n  {}\n  replay the run: EVSTORE_POWER_LOSS_RUN={run} {} (the workload and \
+                 options replay exactly; the journal depends on thread timing, the kept image does not)",
                 self.test,
                 detail(),
                 self.replay
@@ -1379,7 +1381,8 @@ pub fn damage(
             image.segments.get_mut(&group.segment)?[group.offset..group.offset + data.len()].fill(0);
             image.segments.get_mut(&segment)?[at..at + data.len()].copy_from_slice(data);
             Some(format!(
-                "the write of group seq {} ({} bytes, segment {} offset {}) landed at segment {segment} offset {at} instead",
+                "the write of group seq {} ({} bytes, segment {} offset {}) landed at segment {segment} offset \
+                 {at} instead",
                 group.header.seq,
                 data.len(),
                 group.segment,

@@ -145,7 +145,8 @@ fn damage_outside_a_torn_tail_is_refused_without_changing_a_byte() {
                     if !points_at_damage(&verdict, segment, offset) {
                         failures.add(&kind_of("Corrupted does not point at the damage"), run, || {
                             detail(&format!(
-                                "Corrupted names segment {segment} offset {offset} ({reason}); the changed bytes are {:?}",
+                                "Corrupted names segment {segment} offset {offset} ({reason}); the changed bytes \
+                                 are {:?}",
                                 verdict.changed
                             ))
                         });
