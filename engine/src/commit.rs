@@ -640,6 +640,8 @@ impl Submitter {
         let slot = *self.free.last().expect("free buffers after the barrier");
         let buf = self.pool[slot].as_mut_slice();
         header.encode(&mut buf[..SEGMENT_HEADER_BYTES]);
+        // Tests' I/O journal (testing.rs): the header write is issued here and durable once its
+        // sync returned, before any group is written into the segment.
         let faults = self.shared.options.faults.as_ref();
         let journal_id = faults.and_then(|f| f.record_write(prepared.number, 0, &buf[..SEGMENT_HEADER_BYTES]));
         let written = prepared.file.write_all_at(&buf[..SEGMENT_HEADER_BYTES], 0).and_then(|()| {
