@@ -570,6 +570,7 @@ impl Submitter {
         let write = GroupWrite {
             slot,
             fd: segment.file.as_raw_fd(),
+            segment: segment.number,
             buf: self.pool[slot].as_ptr(),
             len: padded,
             offset: meta.offset,
@@ -680,11 +681,19 @@ impl Submitter {
         let slot = *self.free.last().expect("free buffers after the barrier");
         let buf = self.pool[slot].as_mut_slice();
         header.encode(&mut buf[..SEGMENT_HEADER_BYTES]);
+        // Tests' I/O journal (testing.rs): the header write is issued here and durable once its
+        // sync returned, before any group is written into the segment.
+        let faults = self.shared.options.faults.as_ref();
+        let journal_id = faults.and_then(|f| f.record_write(prepared.number, 0, &buf[..SEGMENT_HEADER_BYTES]));
         let written = prepared.file.write_all_at(&buf[..SEGMENT_HEADER_BYTES], 0).and_then(|()| {
             if self.sync == SyncMode::None {
                 Ok(())
             } else {
-                prepared.file.sync_data()
+                prepared.file.sync_data()?;
+                if let (Some(plan), Some(id)) = (faults, journal_id) {
+                    plan.record_durable(id);
+                }
+                Ok(())
             }
         });
         if let Err(e) = written {

@@ -4,9 +4,18 @@
 //! around every group write and every sync, on either backend, so a test can make the Nth write
 //! fail with ENOSPC or EIO, make a sync fail, make segment creation fail, or pretend io_uring is
 //! forbidden. Counters start at zero when the plan is created.
+//!
+//! It can also keep an I/O journal ([`FaultPlan::record_io`]): every segment that became durable,
+//! every write the engine issued (with its bytes) and every write that became durable, in the
+//! order they happened. A test replays a prefix of it, plus any subset of the writes still in
+//! flight at that point, to build the files a power loss could leave (the ALICE / CrashMonkey
+//! approach). Durability is recorded conservatively: a write counts as durable only through its
+//! own sync (RWF_DSYNC, its linked fdatasync, or the fdatasync after a segment header), never
+//! through a later sync of the same file. Only a store opened fresh with the plan is recorded
+//! whole: recovery's own writes (cutting a torn tail, removing unused segments) are not journaled.
 
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 const NEVER: u64 = u64::MAX;
 
@@ -21,6 +30,49 @@ struct FaultState {
     io_uring_errno: AtomicI32,
     writes: AtomicU64,
     syncs: AtomicU64,
+    recording: AtomicBool,
+    journal: Journal,
+}
+
+/// One entry of the I/O journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalEntry {
+    /// Segment file `segment` became durable (allocated, zeroed, fsynced, its directory entry
+    /// fsynced): from here on it exists and holds `bytes` zero bytes.
+    Created { segment: u64, bytes: u64 },
+    /// A write of `data` at `offset` of segment `segment` was issued. Until its `Durable` entry
+    /// any subset of its sectors may or may not be on the disk.
+    Write { id: u64, segment: u64, offset: u64, data: Vec<u8> },
+    /// Write `id` is durable: the engine may acknowledge what it holds from here on.
+    Durable { id: u64 },
+}
+
+/// The entries, behind a lock so that the submitter and the preparer threads record them in one
+/// order. Its `Debug` prints only the length: options are printed in test failures, and a copy of
+/// every byte written would bury them.
+#[derive(Default)]
+struct Journal {
+    entries: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    list: Vec<JournalEntry>,
+    /// `Write` entries so far: the id of the next one.
+    writes: u64,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Journal({} entries)", self.lock().list.len())
+    }
+}
+
+impl Journal {
+    /// A test that panicked while holding the lock leaves the entries intact: ignore poisoning.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Which faults to inject. Cheap to clone; clones share state.
@@ -48,6 +100,8 @@ impl FaultPlan {
                 io_uring_errno: AtomicI32::new(0),
                 writes: AtomicU64::new(0),
                 syncs: AtomicU64::new(0),
+                recording: AtomicBool::new(false),
+                journal: Journal::default(),
             }),
         }
     }
@@ -102,6 +156,53 @@ impl FaultPlan {
     /// Syncs seen so far.
     pub fn syncs(&self) -> u64 {
         self.state.syncs.load(Ordering::SeqCst)
+    }
+
+    /// Starts keeping the I/O journal. Call it before `Store::open`, so that the first segment's
+    /// creation is in it.
+    pub fn record_io(&self) {
+        self.state.recording.store(true, Ordering::SeqCst);
+    }
+
+    /// A copy of the journal so far.
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        self.state.journal.lock().list.clone()
+    }
+
+    /// Entries in the journal so far. Read right after a ticket resolved, it bounds the index of
+    /// the `Durable` entries its acknowledgement rests on: a crash at or after it must keep the
+    /// append.
+    pub fn journal_len(&self) -> usize {
+        self.state.journal.lock().list.len()
+    }
+
+    pub(crate) fn recording(&self) -> bool {
+        self.state.recording.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn record_created(&self, segment: u64, bytes: u64) {
+        if self.recording() {
+            self.state.journal.lock().list.push(JournalEntry::Created { segment, bytes });
+        }
+    }
+
+    /// Records an issued write; returns its id (`None` when not recording). Call it before the
+    /// write is handed to the kernel: from then on its bytes may reach the disk.
+    pub(crate) fn record_write(&self, segment: u64, offset: u64, data: &[u8]) -> Option<u64> {
+        if !self.recording() {
+            return None;
+        }
+        let mut journal = self.state.journal.lock();
+        let id = journal.writes;
+        journal.writes += 1;
+        journal.list.push(JournalEntry::Write { id, segment, offset, data: data.to_vec() });
+        Some(id)
+    }
+
+    /// Records that write `id` is durable. Call it before anything that rests on it is
+    /// acknowledged.
+    pub(crate) fn record_durable(&self, id: u64) {
+        self.state.journal.lock().list.push(JournalEntry::Durable { id });
     }
 
     /// Counts a write; returns the errno to fail it with, if any.

@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests: fresh directories, small options, both backends,
 //! deterministic payloads, a seeded random number generator (tests print their seed so a failure
 //! can be replayed), a watchdog that turns a hang into a failure, and a reader of the on-disk
-//! group layout for the corruption tests.
+//! group layout for the corruption tests. [`power_loss`] holds the simulated-disk harness of the
+//! power loss tests.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -10,6 +11,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use evstore::{Appended, Backend, Error, Event, ExpectedVersion, Options, RecordedEvent, Store};
+
+pub mod power_loss;
 
 /// A fresh directory under the system temp dir (ext4 here, which supports O_DIRECT).
 pub fn temp_dir(name: &str) -> tempfile::TempDir {

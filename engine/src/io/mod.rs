@@ -5,6 +5,10 @@
 //! the backend owns that buffer until it reports the slot's [`Completion`]. Completions may
 //! arrive in any order; the submitter restores log order. With `SyncMode::Fdatasync` the sync is
 //! ordered after the write (linked on the ring), so a slot completes only once both are done.
+//!
+//! `FaultyIo` also keeps the plan's I/O journal when it is on (see `testing.rs`): a write is
+//! recorded before it reaches the backend, and as durable once its completion comes back Ok in
+//! a durable sync mode, after any injected sync fault, so before the submitter can acknowledge it.
 
 pub(crate) mod portable;
 pub(crate) mod uring;
@@ -14,11 +18,13 @@ use std::os::fd::RawFd;
 use crate::testing::FaultPlan;
 use crate::SyncMode;
 
-/// One group write: `len` bytes from buffer `slot` at `offset` of `fd`.
+/// One group write: `len` bytes from buffer `slot` at `offset` of `fd`, segment `segment`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct GroupWrite {
     pub slot: usize,
     pub fd: RawFd,
+    /// The number of the segment `fd` belongs to (only the I/O journal needs it).
+    pub segment: u64,
     pub buf: *const u8,
     pub len: usize,
     pub offset: u64,
@@ -52,11 +58,14 @@ pub(crate) struct FaultyIo {
     pub inner: Box<dyn IoBackend>,
     pub plan: FaultPlan,
     failed_writes: Vec<Completion>,
+    /// Per slot, the journal id of the write in flight in it, if its sync mode makes it durable
+    /// on completion (`SyncMode::None` never does).
+    journal_ids: Vec<Option<u64>>,
 }
 
 impl FaultyIo {
     pub(crate) fn new(inner: Box<dyn IoBackend>, plan: FaultPlan) -> FaultyIo {
-        FaultyIo { inner, plan, failed_writes: Vec::new() }
+        FaultyIo { inner, plan, failed_writes: Vec::new(), journal_ids: Vec::new() }
     }
 }
 
@@ -66,6 +75,16 @@ impl IoBackend for FaultyIo {
             // The write never reaches the device, as when the device rejects it.
             self.failed_writes.push(Completion { slot: write.slot, result: Err((Stage::Write, errno)), synced: false });
             return Ok(());
+        }
+        if self.plan.recording() {
+            // SAFETY: the submitter keeps the slot's buffer alive and untouched from submit until
+            // its completion is reaped; it is only read here, before the backend gets it.
+            let data = unsafe { std::slice::from_raw_parts(write.buf, write.len) };
+            let id = self.plan.record_write(write.segment, write.offset, data);
+            if self.journal_ids.len() <= write.slot {
+                self.journal_ids.resize(write.slot + 1, None);
+            }
+            self.journal_ids[write.slot] = id.filter(|_| sync != SyncMode::None);
         }
         self.inner.submit(write, sync)
     }
@@ -80,6 +99,10 @@ impl IoBackend for FaultyIo {
                 if let Some(errno) = self.plan.on_sync() {
                     completion.result = Err((Stage::Sync, errno));
                 }
+            }
+            let id = self.journal_ids.get_mut(completion.slot).and_then(Option::take);
+            if let (Some(id), Ok(())) = (id, completion.result) {
+                self.plan.record_durable(id);
             }
         }
         Ok(())
