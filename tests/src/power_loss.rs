@@ -724,8 +724,9 @@ pub struct CrashImage {
     pub t: usize,
     /// Writes applied, in order: (write id, `None` whole or `Some(sectors)` torn).
     pub applied: Vec<(usize, Option<Vec<usize>>)>,
-    /// A segment cut short during its preparation: (number, length of zeros).
-    pub partial: Option<(u64, u64)>,
+    /// A segment whose preparation a crash interrupted: (number, length of zeros, renamed). Not
+    /// renamed: `<number>.evs.partial` of any length; renamed: a whole `<number>.evs` of zeros.
+    pub partial: Option<(u64, u64, bool)>,
 }
 
 impl CrashImage {
@@ -755,13 +756,16 @@ impl CrashImage {
             }
         }
         let partial = (rng.below(4) == 0).then(|| {
-            let len = match rng.below(4) {
+            // The preparer works on `<number>.evs.partial` and renames it once it is whole and
+            // synced; the rename itself may or may not have reached the disk.
+            let len = match rng.below(5) {
                 0 => 0,
                 1 => rng.below(2 * BLOCK_BYTES as u64),
                 2 => rng.below(segment_bytes / BLOCK_BYTES as u64 + 1) * BLOCK_BYTES as u64,
-                _ => rng.below(segment_bytes + 1),
+                3 => rng.below(segment_bytes + 1),
+                _ => return (timeline.next_segment(t), segment_bytes, true),
             };
-            (timeline.next_segment(t), len)
+            (timeline.next_segment(t), len, false)
         });
         CrashImage { t, applied, partial }
     }
@@ -792,8 +796,10 @@ impl CrashImage {
                 }
             }
         }
-        if let Some((segment, len)) = self.partial {
-            let file = File::create(segment_path(dir, segment)).expect("create partial segment");
+        if let Some((segment, len, renamed)) = self.partial {
+            let path =
+                if renamed { segment_path(dir, segment) } else { dir.join(format!("{segment:020}.evs.partial")) };
+            let file = File::create(path).expect("create partial segment");
             file.set_len(len).expect("size partial segment");
         }
     }
@@ -857,8 +863,9 @@ impl CrashImage {
             let newest = &dropped[dropped.len().saturating_sub(IN_FLIGHT_SHOWN)..];
             text += &format!("; {} in flight lost (newest: writes {newest:?})", dropped.len());
         }
-        if let Some((segment, len)) = self.partial {
-            text += &format!("; half-prepared segment {segment} of {len} bytes");
+        if let Some((segment, len, renamed)) = self.partial {
+            let name = if renamed { "renamed" } else { ".partial" };
+            text += &format!("; half-prepared segment {segment} of {len} bytes ({name})");
         }
         text
     }
