@@ -343,12 +343,20 @@ impl Submitter {
             closed_us: platform::now_us(),
         }
         .encode(&mut buf[..BLOCK_BYTES]);
+        // Tests' I/O journal (testing.rs), as for the segment header.
+        let faults = self.shared.options.faults.as_ref();
+        let journal_id = faults.and_then(|f| f.record_write(segment.number, segment.write_offset, &buf[..BLOCK_BYTES]));
         let written = segment
             .file
             .write_all_at(&buf[..BLOCK_BYTES], segment.write_offset)
             .and_then(|()| segment.file.sync_data());
-        if let Err(error) = written {
-            tracing::warn!(segment = segment.number, %error, "could not write the close marker");
+        match written {
+            Ok(()) => {
+                if let (Some(plan), Some(id)) = (faults, journal_id) {
+                    plan.record_durable(id);
+                }
+            }
+            Err(error) => tracing::warn!(segment = segment.number, %error, "could not write the close marker"),
         }
     }
 

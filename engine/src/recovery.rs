@@ -549,6 +549,27 @@ fn check_tail(
                 }
             }
             if let Ok(header) = GroupHeader::decode(bytes) {
+                // A crash tears writes; it does not move them. The group that should have come
+                // next starts exactly where the valid groups end, and no earlier group can lie
+                // after them: a valid header that says otherwise is a misdirected write.
+                let misplaced = if block == start {
+                    header.seq != scan.next_seq || header.first_position != scan.next_position
+                } else {
+                    header.seq <= scan.next_seq
+                };
+                if misplaced {
+                    return Err(scan.damage(
+                        number,
+                        start as u64,
+                        format!(
+                            "{} here, and group {} (position {}) lies at offset {block}, where no write of the log could have put it",
+                            end.damage.as_deref().unwrap_or("the log ends"),
+                            header.seq,
+                            header.first_position
+                        ),
+                        start as u64,
+                    ));
+                }
                 if header.seq >= scan.next_seq.saturating_add(window_groups as u64) {
                     return Err(scan.damage(
                         number,

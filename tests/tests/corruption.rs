@@ -185,3 +185,24 @@ fn damage_in_the_last_group_of_a_cleanly_closed_store_is_corruption() {
         store.close().expect("close");
     }
 }
+
+#[test]
+fn a_group_found_where_no_write_could_have_put_it_is_corruption() {
+    let _watchdog = watchdog("a_group_found_where_no_write_could_have_put_it_is_corruption", 30);
+    for backend in backends() {
+        let dir = temp_dir("corrupt-misplaced");
+        let Some(store) = open(dir.path(), small_options(backend)) else { continue };
+        fill(&store, 10, 300, 1);
+        store.close().expect("close");
+        let (number, last_segment) = used_segments(dir.path()).pop().expect("a used segment");
+        let last = *groups_on_disk(&last_segment).last().expect("groups");
+        let padded = last.end.div_ceil(4096) * 4096;
+        let bytes = std::fs::read(&last_segment).expect("read")[last.offset..padded].to_vec();
+        // As if the process had crashed before the close (no marker), and the last group's write
+        // had landed two blocks further on instead of at its own place: a crash tears writes, it
+        // does not move them, so this is not a torn tail to cut.
+        damage(&last_segment, last.offset as u64, &vec![0u8; padded - last.offset + 4096]);
+        damage(&last_segment, (padded + 2 * 4096) as u64, &bytes);
+        expect_corrupted(dir.path(), small_options(backend), number, last.offset as u64..=last.offset as u64);
+    }
+}

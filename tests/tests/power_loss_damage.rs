@@ -7,7 +7,8 @@
 //! `Error::Corrupted` naming the damaged segment, at or before the damage, and leave every
 //! segment file byte for byte as it was (so that an operator can still save what is there).
 //! Damage inside that window may be cut as a torn tail, keeping every acknowledged event before
-//! the window; a flip in the padding of a group outside it may open, with every acknowledged
+//! the window, unless the store was closed cleanly: then its close marker says where the log
+//! ends, there is no window, and any damage to a group must be `Corrupted`; a flip in the padding of a group outside it may open, with every acknowledged
 //! event intact. In no case may an event be invented or changed.
 //!
 //! Without this, recovery could take bit rot or a misdirected write for a torn tail and silently
