@@ -1,9 +1,14 @@
-//! Fault injection for tests (hidden from the docs, not a stable API).
+//! Fault injection for tests, and entry points for the fuzzer (hidden from the docs, not a
+//! stable API).
 //!
 //! A [`FaultPlan`] is shared between a test and the store it opened. The submitter consults it
 //! around every group write and every sync, on either backend, so a test can make the Nth write
 //! fail with ENOSPC or EIO, make a sync fail, make segment creation fail, or pretend io_uring is
 //! forbidden. Counters start at zero when the plan is created.
+//!
+//! [`decode_record`], [`decode_group_header`] and [`decode_segment_header`] hand the crate-private
+//! decoders to the fuzz targets in `fuzz/` (`just fuzz record_decode`): each says whether its
+//! input decoded, and the property fuzzed is that none of them ever panics.
 
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -116,4 +121,43 @@ impl FaultPlan {
     pub(crate) fn io_uring_errno(&self) -> Option<i32> {
         Some(self.state.io_uring_errno.load(Ordering::SeqCst)).filter(|&e| e != 0)
     }
+}
+
+/// Fuzzing entry point: decodes and verifies the record at the start of `bytes` (see
+/// docs/format.md); whether it decoded. Whatever `bytes` holds, it must not panic.
+pub fn decode_record(bytes: &[u8]) -> bool {
+    match crate::record::decode(bytes) {
+        Ok(view) => {
+            assert!(view.len <= bytes.len(), "a decoded record lies inside its input");
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Fuzzing entry point: decodes the group header at the start of `bytes`; whether it decoded
+/// (an all-zero header, the end of a segment's groups, does not count).
+///
+/// Input shorter than a group header (32 bytes) is answered here with `false`, without calling
+/// the decoder: `GroupHeader::decode` slices its first 32 bytes and panics on shorter input
+/// today. Drop this guard once the decoder checks the length itself.
+pub fn decode_group_header(bytes: &[u8]) -> bool {
+    if bytes.len() < crate::constants::GROUP_HEADER_BYTES {
+        return false;
+    }
+    crate::record::GroupHeader::decode(bytes).is_ok()
+}
+
+/// Fuzzing entry point: decodes the segment header block at the start of `bytes`; whether it
+/// decoded (an all-zero block, a prepared segment never used, does not count).
+///
+/// Input shorter than the header block (4096 bytes) is answered here with `false`, without
+/// calling the decoder: `SegmentHeader::decode` slices its first 4096 bytes and panics on
+/// shorter input today (recovery checks the length before calling it). Drop this guard once the
+/// decoder checks the length itself.
+pub fn decode_segment_header(bytes: &[u8]) -> bool {
+    if bytes.len() < crate::constants::SEGMENT_HEADER_BYTES {
+        return false;
+    }
+    matches!(crate::segment::SegmentHeader::decode(bytes), Ok(Some(_)))
 }
