@@ -9,9 +9,9 @@
 //! byte 0     flags: bits 0-1 number of files - 1 (mod 3); bit 2 give each file a valid segment
 //!            header block; bit 3 fix the CRCs of group headers (at block boundaries) and of
 //!            their records; bit 4 pad each file with zeros to the segment size; bit 5 append
-//!            one event after a successful open
-//! per file   u8 segment number (mod 8), u16 first position (for bit 2), u16 length of its bytes
-//!            (the last file takes the rest)
+//!            one event after a successful open; bit 6 first positions are u64, not u16
+//! per file   u8 segment number (mod 8), u16 (or u64) first position (for bit 2), u16 length of
+//!            its bytes (the last file takes the rest)
 //! rest       the files' bytes, one after the other (after the header block with bit 2)
 //! ```
 
@@ -49,7 +49,11 @@ impl Input<'_> {
     }
 
     fn u16(&mut self) -> u16 {
-        u16::from(self.u8()) | u16::from(self.u8()) << 8
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes([0; 8].map(|_: u8| self.u8()))
     }
 }
 
@@ -103,8 +107,13 @@ fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
     let flags = input.u8();
     let files = 1 + usize::from(flags & 3) % 3;
-    let described: Vec<(u64, u64, usize)> =
-        (0..files).map(|_| (u64::from(input.u8() % 8), u64::from(input.u16()), usize::from(input.u16()))).collect();
+    let described: Vec<(u64, u64, usize)> = (0..files)
+        .map(|_| {
+            let number = u64::from(input.u8() % 8);
+            let first_position = if flags & 64 != 0 { input.u64() } else { u64::from(input.u16()) };
+            (number, first_position, usize::from(input.u16()))
+        })
+        .collect();
     let dir = tempfile::Builder::new().prefix("evstore-fuzz-").tempdir_in("/dev/shm").expect("tmpfs dir");
     for (index, &(number, first_position, len)) in described.iter().enumerate() {
         let bytes = if index + 1 == files { input.take(usize::MAX) } else { input.take(len) };
