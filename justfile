@@ -46,3 +46,10 @@ bench-lowload:
 bench-prepare:
     cargo run --release -p evstore-bench -- seed --segment-prepare zeroed --systems evstore,raw
     cargo run --release -p evstore-bench -- seed --segment-prepare fallocated --systems evstore,raw
+
+# Fuzz one target until stopped (record_decode, group_header_decode, segment_header_decode,
+# recovery), with debug assertions; extra libFuzzer flags after it, e.g. `just fuzz recovery
+# -max_total_time=60`. Needs `cargo install cargo-fuzz`; RUSTC_BOOTSTRAP lets a stable
+# toolchain take the nightly flags.
+fuzz TARGET *ARGS:
+    RUSTC_BOOTSTRAP=1 cargo fuzz run --debug-assertions {{TARGET}} -- {{ARGS}}

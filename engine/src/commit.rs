@@ -451,14 +451,19 @@ impl Submitter {
                         continue;
                     }
                     let first_version = known;
-                    if first_version + request.events as u64 > POSITION_MAX {
+                    // Positions and versions are stored in 48 bits: an append that would go past
+                    // them is refused (a recovered log may start anywhere below the limit).
+                    let end_limit = POSITION_MAX + 1;
+                    let full = if first_version + request.events as u64 > end_limit {
+                        Some("stream")
+                    } else if self.next_position + request.events as u64 > end_limit {
+                        Some("log")
+                    } else {
+                        None
+                    };
+                    if let Some(what) = full {
                         failed = true;
-                        request.fail(Error::AppendTooLarge {
-                            events: request.events as usize,
-                            size: 0,
-                            max: 0,
-                            events_max: 0,
-                        });
+                        request.fail(Error::LogFull { what, max: end_limit });
                         continue;
                     }
                     let slot = match self.current {

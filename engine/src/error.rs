@@ -23,6 +23,8 @@ pub enum Error {
     MetadataTooLarge { size: usize, max: usize },
     #[error("wrong expected version for stream {stream:?}: expected {expected}, actual {}", match actual { Some(v) => v.to_string(), None => "no stream".to_string() })]
     WrongExpectedVersion { stream: String, expected: crate::ExpectedVersion, actual: Option<u64> },
+    #[error("the {what} is full: it holds at most {max} events (positions and versions are stored in 48 bits)")]
+    LogFull { what: &'static str, max: u64 },
     #[error("the store is closed")]
     Closed,
     #[error("the store stopped accepting appends after a failed write or sync ({cause}); reopen it to recover the last durable state")]

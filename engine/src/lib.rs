@@ -121,7 +121,8 @@ pub struct Options {
     pub groups_in_flight_max: usize,
     /// While a group is in flight, the next one is submitted early only once it holds at least
     /// this many bytes (or when a completion frees the pipeline, or a caller blocks on an append in
-    /// it). Any value: above `group_bytes_max`, only full groups go early. Default 256 KiB.
+    /// it). At most [`GROUP_BYTES_LIMIT`]; above `group_bytes_max`, only full groups go early.
+    /// Default 256 KiB.
     pub busy_group_bytes_min: usize,
     /// Capacity of the append queue, in appends, split among its 8 shards (a stream's appends
     /// all go into one, picked by its hash); a full shard blocks its producers. At most

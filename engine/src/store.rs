@@ -295,6 +295,9 @@ fn validate_options(options: &Options) -> Result<()> {
     if options.queue_appends_max == 0 || options.queue_appends_max > QUEUE_APPENDS_LIMIT {
         return bad("queue_appends_max", format!("{} is not in 1..={QUEUE_APPENDS_LIMIT}", options.queue_appends_max));
     }
+    if options.busy_group_bytes_min > GROUP_BYTES_LIMIT {
+        return bad("busy_group_bytes_min", format!("{} is over {GROUP_BYTES_LIMIT}", options.busy_group_bytes_min));
+    }
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! Fault injection for tests (hidden from the docs, not a stable API).
+//! Fault injection for tests, and entry points for the fuzzer (hidden from the docs, not a
+//! stable API).
 //!
 //! A [`FaultPlan`] is shared between a test and the store it opened. The submitter consults it
 //! around every group write and every sync, on either backend, so a test can make the Nth write
@@ -13,6 +14,10 @@
 //! own sync (RWF_DSYNC, its linked fdatasync, or the fdatasync after a segment header), never
 //! through a later sync of the same file. Only a store opened fresh with the plan is recorded
 //! whole: recovery's own writes (cutting a torn tail, removing unused segments) are not journaled.
+//!
+//! [`decode_record`], [`decode_group_header`] and [`decode_segment_header`] hand the crate-private
+//! decoders to the fuzz targets in `fuzz/` (`just fuzz record_decode`): each says whether its
+//! input decoded, and the property fuzzed is that none of them ever panics.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -230,4 +235,28 @@ impl FaultPlan {
     pub(crate) fn io_uring_errno(&self) -> Option<i32> {
         Some(self.state.io_uring_errno.load(Ordering::SeqCst)).filter(|&e| e != 0)
     }
+}
+
+/// Fuzzing entry point: decodes and verifies the record at the start of `bytes` (see
+/// docs/format.md); whether it decoded. Whatever `bytes` holds, it must not panic.
+pub fn decode_record(bytes: &[u8]) -> bool {
+    match crate::record::decode(bytes) {
+        Ok(view) => {
+            assert!(view.len <= bytes.len(), "a decoded record lies inside its input");
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Fuzzing entry point: decodes the group header at the start of `bytes`, of any length;
+/// whether it decoded (an all-zero header, the end of a segment's groups, does not count).
+pub fn decode_group_header(bytes: &[u8]) -> bool {
+    crate::record::GroupHeader::decode(bytes).is_ok()
+}
+
+/// Fuzzing entry point: decodes the segment header block at the start of `bytes`, of any
+/// length; whether it decoded (an all-zero block, a prepared segment never used, does not count).
+pub fn decode_segment_header(bytes: &[u8]) -> bool {
+    matches!(crate::segment::SegmentHeader::decode(bytes), Ok(Some(_)))
 }

@@ -221,3 +221,44 @@ pub fn check_log_shape(store: &Store) -> u64 {
     }
     next
 }
+
+/// Every file of `dir` by name, with its contents (sizes included), to show that an operation
+/// left the directory exactly as it found it. A missing directory is empty.
+pub fn dir_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Default::default() };
+    entries
+        .map(|entry| {
+            let path = entry.expect("dir entry").path();
+            let name = path.file_name().expect("file name").to_string_lossy().into_owned();
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+            (name, bytes)
+        })
+        .collect()
+}
+
+/// Where two snapshots of [`dir_files`] differ, one line per file, or `None` if they are equal.
+pub fn dir_changes(
+    before: &std::collections::BTreeMap<String, Vec<u8>>,
+    after: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Option<String> {
+    let mut lines = Vec::new();
+    for (name, bytes) in before {
+        match after.get(name) {
+            None => lines.push(format!("{name} ({} bytes) was deleted", bytes.len())),
+            Some(now) if now.len() != bytes.len() => {
+                lines.push(format!("{name} changed size from {} to {} bytes", bytes.len(), now.len()))
+            }
+            Some(now) => {
+                if let Some(at) = bytes.iter().zip(now).position(|(a, b)| a != b) {
+                    lines.push(format!("{name} changed contents (first at byte {at})"));
+                }
+            }
+        }
+    }
+    for (name, bytes) in after {
+        if !before.contains_key(name) {
+            lines.push(format!("{name} ({} bytes) was created", bytes.len()));
+        }
+    }
+    (!lines.is_empty()).then(|| lines.join("; "))
+}
