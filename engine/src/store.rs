@@ -503,6 +503,10 @@ impl Store {
 
     /// Stops accepting appends, makes every queued append durable and waits for the submitter.
     /// Other clones of this store then fail appends with [`Error::Closed`].
+    ///
+    /// Called on the submitter thread itself (from a waker that polls its task inline), it cannot
+    /// wait: it returns at once, and the submitter finishes the queued appends, then exits and
+    /// releases the directory lock on its own.
     pub fn close(self) -> Result<()> {
         self.handle.shutdown()
     }
