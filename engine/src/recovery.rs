@@ -94,6 +94,8 @@ enum Kind {
     Unused,
     /// Something is in the header block, but not a valid header.
     Torn(String),
+    /// Not a regular file at all (a directory, a FIFO, a dangling link): damage.
+    NotAFile(String),
 }
 
 struct SegmentFile {
@@ -110,6 +112,23 @@ fn open_read(path: &Path) -> Result<File> {
 }
 
 fn inspect(number: u64, path: &Path) -> Result<SegmentFile> {
+    // Looked at before opening: opening a FIFO named like a segment would block forever, and a
+    // directory cannot be read. Either is damage that `repair` can move aside.
+    let metadata = std::fs::metadata(path);
+    if !metadata.as_ref().is_ok_and(|m| m.is_file()) {
+        let what = match metadata {
+            Ok(m) if m.is_dir() => "a directory".to_string(),
+            Ok(_) => "not a regular file".to_string(),
+            Err(e) => format!("unreadable ({e})"),
+        };
+        return Ok(SegmentFile {
+            number,
+            path: path.to_path_buf(),
+            len: 0,
+            kind: Kind::NotAFile(format!("the segment's name is taken by {what}")),
+            written_after_header: false,
+        });
+    }
     let file = open_read(path)?;
     let len = file.metadata().map_err(|e| Error::io(format!("reading the size of {}", path.display()), e))?.len();
     let mut prefix = vec![0u8; (2 * BLOCK_BYTES as u64).min(len) as usize];
@@ -161,6 +180,10 @@ fn classify(files: Vec<SegmentFile>) -> Classified {
             break;
         }
         match &file.kind {
+            Kind::NotAFile(reason) => {
+                pending = damage(file.number, 0, reason.clone());
+                break;
+            }
             Kind::Used(header) => {
                 if let Some(first) = unused.first() {
                     let what = match &first.kind {
@@ -732,6 +755,10 @@ fn claimed_end(dir: &Path, damage: &Damage) -> Result<u64> {
     let mut end = damage.position;
     for (number, path) in segment::list_segments(dir)? {
         if number < damage.segment {
+            continue;
+        }
+        // Only regular files: opening a FIFO would block.
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
             continue;
         }
         let Ok(map) = map_file(&path) else { continue };

@@ -109,7 +109,8 @@ impl SegmentHeader {
         if self.group_bytes_max as usize % BLOCK_BYTES != 0 || (self.group_bytes_max as usize) < 2 * BLOCK_BYTES {
             return Err(format!("segment header says groups of {} bytes", self.group_bytes_max));
         }
-        if self.first_position > POSITION_MAX {
+        // A segment may start at the very end of a full log (2^48): it then holds no group.
+        if self.first_position > POSITION_MAX + 1 {
             return Err(format!("segment header says it starts at position {}", self.first_position));
         }
         if self.number > SEGMENT_NUMBER_MAX {
@@ -150,7 +151,9 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let Some(stem) = name.strip_suffix(".evs") else { continue };
-        if stem.len() == 20 {
+        // Exactly 20 ASCII digits: `parse` alone would also take `+0000000000000000001`, a
+        // stray file that would then pass for a second segment 1.
+        if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
             if let Ok(number) = stem.parse::<u64>() {
                 out.push((number, entry.path()));
             }
