@@ -25,6 +25,8 @@ pub enum Error {
     WrongExpectedVersion { stream: String, expected: crate::ExpectedVersion, actual: Option<u64> },
     #[error("the {what} is full: it holds at most {max} events (positions and versions are stored in 48 bits)")]
     LogFull { what: &'static str, max: u64 },
+    #[error("the append queue ({capacity} appends) is full, and this append was made on evstore's submitter thread (from a waker that polls its task inline), which cannot wait for room; append from another thread, or wake the task elsewhere")]
+    QueueFull { capacity: usize },
     #[error("the store is closed")]
     Closed,
     #[error("the store stopped accepting appends after a failed write or sync ({cause}); reopen it to recover the last durable state")]

@@ -131,14 +131,12 @@ impl Index {
         Ok(map)
     }
 
-    /// Index into `groups` of the group holding `position`, if it is durable.
+    /// Index into `groups` of the durable group holding `position`, or of the first group if the
+    /// log starts after `position`.
     pub(crate) fn group_of(&self, position: u64) -> Option<(usize, GroupLocation)> {
         let groups = self.groups.read().unwrap_or_else(PoisonError::into_inner);
-        let at = groups.partition_point(|g| g.first_position <= position);
-        if at == 0 {
-            return None;
-        }
-        Some((at - 1, groups[at - 1]))
+        let at = groups.partition_point(|g| g.first_position <= position).max(1);
+        groups.get(at - 1).map(|&group| (at - 1, group))
     }
 
     pub(crate) fn group_at(&self, index: usize) -> Option<GroupLocation> {

@@ -211,6 +211,10 @@ impl AllEvents {
                 GroupHeader::decode(bytes)
                     .map_err(|e| corrupted(group.segment, offset, format!("bad group header: {e:?}")))
             })?;
+        if self.group_index.is_none() {
+            // A log need not start at position 0 (its first segment names where it starts).
+            self.next_position = self.next_position.max(group.first_position);
+        }
         self.group_index = Some(index);
         self.group = Some(group);
         self.offset = offset + GROUP_HEADER_BYTES;

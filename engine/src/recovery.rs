@@ -198,6 +198,12 @@ fn classify(files: Vec<SegmentFile>) -> Classified {
                     pending = damage(file.number, 16, format!("the header names segment {}", header.number));
                     break;
                 }
+                if used.is_empty() && file.number != 0 {
+                    // There is no retention: the log's first segment is segment 0.
+                    pending =
+                        damage(0, 0, format!("segment file missing: the oldest segment found is {}", file.number));
+                    break;
+                }
                 if let Some((previous, _)) = used.last() {
                     if previous.number + 1 != file.number {
                         pending = damage(

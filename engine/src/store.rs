@@ -372,6 +372,9 @@ impl Store {
 
     /// Appends `events` atomically to `stream` if `expected` holds. Returns at once (blocking only
     /// while the queue is full); the ticket resolves once the events are durable.
+    ///
+    /// Called on evstore's submitter thread (from a waker that polls its task inline) while the
+    /// queue is full, it cannot block: it fails with [`Error::QueueFull`] instead.
     pub fn append<'a, I>(&self, stream: &str, expected: ExpectedVersion, events: I) -> Result<Ticket>
     where
         I: IntoIterator<Item = Event<'a>>,
@@ -437,6 +440,11 @@ impl Store {
             item = back;
             if let Some(cause) = shared.poisoned.get() {
                 return Err(Error::Poisoned { cause: cause.clone() });
+            }
+            if shared.submitter_thread.get().is_some_and(|thread| thread.id() == std::thread::current().id()) {
+                // A waker that polls its task inline runs the task on the submitter thread:
+                // waiting here for the submitter to drain the queue would wait forever.
+                return Err(Error::QueueFull { capacity: shared.options.queue_appends_max });
             }
             if shared.stopped.load(Ordering::Acquire) {
                 return Err(Error::Closed);

@@ -1,0 +1,94 @@
+//! An executor whose waker polls the task inline runs the task on the submitter thread (evstore
+//! supports such wakers: dropping or closing the last clone there is handled). The most ordinary
+//! task appends again once its append resolved. If the append queue is full at that moment (the
+//! backpressure `append` is documented to apply by blocking its thread), `append` spins until the
+//! submitter drains the queue: but it is spinning on the submitter thread, so nothing ever drains
+//! it. The whole store hangs: the task, every producer blocked on the full queue, every waiter.
+//! Here the queue holds one append, another producer fills it while the waker runs, and the
+//! task's next append never returns (the watchdog ends the test). An append on the submitter
+//! thread must not wait for the submitter (fail, or go around the queue), whatever the load.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Wake, Waker};
+use std::time::Duration;
+
+use evstore::{Backend, Event, ExpectedVersion, Store, Ticket};
+use evstore_tests::{open, small_options, temp_dir, watchdog};
+
+#[derive(Default)]
+struct Steps {
+    /// The waker is running (on the submitter thread, which wakes it).
+    in_waker: bool,
+    /// The other producer's append is in the queue.
+    queue_full: bool,
+}
+
+/// Stands for an inline-polling executor whose task appends again when its append resolved.
+struct AppendingWaker {
+    store: Mutex<Option<Store>>,
+    steps: Arc<(Mutex<Steps>, Condvar)>,
+    outcome: Mutex<Option<evstore::Result<()>>>,
+}
+
+impl Wake for AppendingWaker {
+    fn wake(self: Arc<Self>) {
+        let Some(store) = self.store.lock().expect("store").take() else { return };
+        let (lock, changed) = &*self.steps;
+        let mut steps = lock.lock().expect("steps");
+        steps.in_waker = true;
+        changed.notify_all();
+        let (steps, _) =
+            changed.wait_timeout_while(steps, Duration::from_secs(10), |steps| !steps.queue_full).expect("steps");
+        drop(steps);
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        let _ = writeln!(std::io::stderr(), "the task appends again from its waker, on thread {thread}");
+        let appended = store.append("task", ExpectedVersion::Any, [Event::new("Next", b"next".to_vec())]).map(drop);
+        *self.outcome.lock().expect("outcome") = Some(appended);
+    }
+}
+
+#[test]
+fn an_append_from_an_inline_waker_with_a_full_queue_does_not_hang_the_store() {
+    let _watchdog = watchdog("an_append_from_an_inline_waker_with_a_full_queue_does_not_hang_the_store", 30);
+    let dir = temp_dir("append-from-waker");
+    let mut options = small_options(Backend::Portable);
+    options.queue_appends_max = 1;
+    let store = open(dir.path(), options).expect("the portable backend opens");
+    let steps = Arc::new((Mutex::new(Steps::default()), Condvar::new()));
+    let waker = Arc::new(AppendingWaker {
+        store: Mutex::new(Some(store.clone())),
+        steps: steps.clone(),
+        outcome: Mutex::new(None),
+    });
+    // The task's append, polled once so that the waker is registered before it is durable.
+    let mut registered = false;
+    for _ in 0..100 {
+        let mut ticket: Ticket =
+            store.append("task", ExpectedVersion::Any, [Event::new("First", vec![0; 60_000])]).expect("append");
+        if Pin::new(&mut ticket).poll(&mut Context::from_waker(&Waker::from(waker.clone()))).is_pending() {
+            registered = true;
+            break;
+        }
+    }
+    assert!(registered, "the task's append was always durable before its first poll");
+
+    let other = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let (lock, changed) = &*steps;
+            let mut steps = changed.wait_while(lock.lock().expect("steps"), |steps| !steps.in_waker).expect("steps");
+            let ticket = store.append("other", ExpectedVersion::Any, [Event::new("Other", b"o".to_vec())]);
+            steps.queue_full = true;
+            changed.notify_all();
+            drop(steps);
+            ticket.expect("append").wait()
+        })
+    };
+    other.join().expect("other producer").expect("the other producer's append is durable");
+    let outcome = waker.outcome.lock().expect("outcome").take();
+    assert!(outcome.is_some(), "the waker's append returned");
+    store.close().expect("close");
+}
