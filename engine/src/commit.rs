@@ -223,6 +223,14 @@ impl Submitter {
         // One buffer per group in flight, plus the one being filled.
         let pool: Vec<AlignedBuf> = (0..=depth).map(|_| AlignedBuf::new(options.group_bytes_max)).collect();
         let io = make_backend(&shared, &pool)?;
+        // A segment is only ever written with a pipeline window no larger than the one its header
+        // names: recovery judges a segment's torn tail by that window (and the options of the
+        // open that recovers it), so a larger window here could leave groups of this run outside
+        // what a later recovery looks at. With a larger window, the store moves to a new segment.
+        let window_grew = recovered.active.as_ref().is_some_and(|active| {
+            active.groups_in_flight_max < options.groups_in_flight_max
+                || active.group_bytes_max < options.group_bytes_max
+        });
         let segment = match recovered.active {
             Some(active) => Some(ActiveSegment {
                 number: active.number,
@@ -268,7 +276,7 @@ impl Submitter {
             segment_bytes: options.segment_bytes,
             shared,
         };
-        if submitter.segment.is_none() {
+        if submitter.segment.is_none() || window_grew {
             // A fresh store (or one whose last segment is full) takes its first segment now, so
             // that `open` returns a store ready to write: otherwise the first append would wait
             // for a whole segment to be pre-zeroed (over 100 ms for 256 MiB here).
@@ -325,39 +333,55 @@ impl Submitter {
         }
     }
 
-    /// Marks the clean end of the log (see `record::CloseMarker`): every group is durable, so
+    /// Marks the clean end of the log (see `record::EndMarker`): every group is durable, so
     /// recovery may treat damage in the last groups as damage rather than as a torn write. Best
-    /// effort: without it (no room left in the segment, a failed write, `SyncMode::None`),
-    /// recovery falls back to the crash-window rule, and nothing acknowledged depends on it.
+    /// effort: without it (a failed write, `SyncMode::None`), recovery falls back to the
+    /// crash-window rule, and nothing acknowledged depends on it.
     fn write_close_marker(&mut self) {
         let Some(segment) = &self.segment else { return };
-        if self.sync == SyncMode::None || segment.write_offset + BLOCK_BYTES as u64 > segment.bytes {
+        if self.sync == SyncMode::None {
             return;
         }
-        let Some(&slot) = self.free.last() else { return };
-        let buf = self.pool[slot].as_mut_slice();
-        buf[..BLOCK_BYTES].fill(0);
-        record::CloseMarker {
+        let marker = record::EndMarker {
+            kind: record::MarkerKind::Closed,
             next_seq: self.next_seq,
             next_position: self.next_position,
-            closed_us: platform::now_us(),
+            value: platform::now_us(),
+        };
+        if let Err(error) = self.write_block(&segment.file, segment.number, segment.write_offset, |b| marker.encode(b))
+        {
+            tracing::warn!(segment = segment.number, %error, "could not write the close marker");
         }
-        .encode(&mut buf[..BLOCK_BYTES]);
-        // Tests' I/O journal (testing.rs), as for the segment header.
+    }
+
+    /// Writes one block (a segment header or an end marker) at `offset` of segment `number`,
+    /// synchronously, and makes it durable (but with `SyncMode::None`). Only while no group is in
+    /// flight: it borrows a free buffer of the pool.
+    fn write_block(
+        &self,
+        file: &File,
+        number: u64,
+        offset: u64,
+        encode: impl FnOnce(&mut [u8]),
+    ) -> std::io::Result<()> {
+        debug_assert!(self.in_flight.is_empty());
+        let slot = *self.free.last().expect("a free buffer while nothing is in flight");
+        // SAFETY: no write is in flight (so the kernel holds no buffer of the pool), and this
+        // thread is the pool's only user: nothing else reads or writes this buffer meanwhile.
+        let block = unsafe { std::slice::from_raw_parts_mut(self.pool[slot].as_ptr() as *mut u8, BLOCK_BYTES) };
+        block.fill(0);
+        encode(block);
+        // Tests' I/O journal (testing.rs): issued here, durable once its sync returned.
         let faults = self.shared.options.faults.as_ref();
-        let journal_id = faults.and_then(|f| f.record_write(segment.number, segment.write_offset, &buf[..BLOCK_BYTES]));
-        let written = segment
-            .file
-            .write_all_at(&buf[..BLOCK_BYTES], segment.write_offset)
-            .and_then(|()| segment.file.sync_data());
-        match written {
-            Ok(()) => {
-                if let (Some(plan), Some(id)) = (faults, journal_id) {
-                    plan.record_durable(id);
-                }
+        let journal_id = faults.and_then(|f| f.record_write(number, offset, block));
+        file.write_all_at(block, offset)?;
+        if self.sync != SyncMode::None {
+            file.sync_data()?;
+            if let (Some(plan), Some(id)) = (faults, journal_id) {
+                plan.record_durable(id);
             }
-            Err(error) => tracing::warn!(segment = segment.number, %error, "could not write the close marker"),
         }
+        Ok(())
     }
 
     fn park(&self) {
@@ -395,7 +419,9 @@ impl Submitter {
             Some(slot) => (self.slots[slot].len, self.slots[slot].offset),
             None => (GROUP_HEADER_BYTES, segment.write_offset),
         };
-        len + bytes <= self.group_bytes_max && offset + round_up_block(len + bytes) as u64 <= segment.bytes
+        // The last block of a segment stays free for its end marker (record.rs).
+        len + bytes <= self.group_bytes_max
+            && offset + (round_up_block(len + bytes) + BLOCK_BYTES) as u64 <= segment.bytes
     }
 
     /// Starts a new group in a free buffer at the active segment's write offset.
@@ -579,7 +605,7 @@ impl Submitter {
         meta.done = None;
         debug_assert_eq!(meta.offset, segment.write_offset);
         segment.write_offset = meta.offset + padded as u64;
-        assert!(segment.write_offset <= segment.bytes);
+        assert!(segment.write_offset + BLOCK_BYTES as u64 <= segment.bytes);
         let write = GroupWrite {
             slot,
             fd: segment.file.as_raw_fd(),
@@ -681,7 +707,11 @@ impl Submitter {
             Ok(prepared) => prepared,
             Err(_) => preparer.receiver.recv().map_err(|_| lost())??,
         };
-        assert!(prepared.number <= SEGMENT_NUMBER_MAX, "segment numbers exhausted");
+        if prepared.number > SEGMENT_NUMBER_MAX {
+            // Locations hold 24 bits of segment number. The file is unused: the next open
+            // removes it.
+            return Err(Error::LogFull { what: "segment numbering", max: SEGMENT_NUMBER_MAX + 1 });
+        }
         let header = SegmentHeader {
             number: prepared.number,
             first_position: self.next_position,
@@ -690,27 +720,22 @@ impl Submitter {
             groups_in_flight_max: self.depth as u32,
             group_bytes_max: self.group_bytes_max as u32,
         };
-        // The pipeline is empty, so any buffer is free to carry the header block.
-        let slot = *self.free.last().expect("free buffers after the barrier");
-        let buf = self.pool[slot].as_mut_slice();
-        header.encode(&mut buf[..SEGMENT_HEADER_BYTES]);
-        // Tests' I/O journal (testing.rs): the header write is issued here and durable once its
-        // sync returned, before any group is written into the segment.
-        let faults = self.shared.options.faults.as_ref();
-        let journal_id = faults.and_then(|f| f.record_write(prepared.number, 0, &buf[..SEGMENT_HEADER_BYTES]));
-        let written = prepared.file.write_all_at(&buf[..SEGMENT_HEADER_BYTES], 0).and_then(|()| {
-            if self.sync == SyncMode::None {
-                Ok(())
-            } else {
-                prepared.file.sync_data()?;
-                if let (Some(plan), Some(id)) = (faults, journal_id) {
-                    plan.record_durable(id);
-                }
-                Ok(())
-            }
-        });
+        // The header first, durable; then the marker in the segment that ends here, durable; only
+        // then groups in the new segment (recovery.rs relies on this order: a "continued" marker
+        // proves the next header was written, and no group of the next segment exists without it).
+        let written =
+            self.write_block(&prepared.file, prepared.number, 0, |block| header.encode(block)).and_then(|()| {
+                let Some(previous) = &self.segment else { return Ok(()) };
+                let marker = record::EndMarker {
+                    kind: record::MarkerKind::Continued,
+                    next_seq: self.next_seq,
+                    next_position: self.next_position,
+                    value: prepared.number,
+                };
+                self.write_block(&previous.file, previous.number, previous.write_offset, |block| marker.encode(block))
+            });
         if let Err(e) = written {
-            let cause = format!("writing the header of segment {} failed: {e}", prepared.number);
+            let cause = format!("starting segment {} failed: {e}", prepared.number);
             self.shared.poison(cause.clone());
             return Err(Error::Poisoned { cause });
         }

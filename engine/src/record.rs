@@ -241,41 +241,66 @@ impl GroupHeader {
     }
 }
 
-/// The close marker: 32 bytes at the start of the block right after the last group of the last
-/// segment, written (and synced) when the store closes cleanly with every group durable:
+/// An end marker: 32 bytes at the start of the block right after the last group of a segment,
+/// saying how the log goes on from there:
 /// ```text
-///  0 u32 magic "EVCL"   4 u32 CRC32C of bytes [8, 32)
-///  8 u64 sequence number of the next group   16 u64 next position   24 u64 closed at, us
+///  0 u32 magic: "EVCL" (closed) or "EVNX" (continued)   4 u32 CRC32C of bytes [8, 32)
+///  8 u64 sequence number of the next group   16 u64 next position
+/// 24 u64 closed: when, in microseconds since the Unix epoch; continued: the next segment's number
 /// ```
-/// It tells recovery that the log was complete up to there, so that damage in the last groups,
-/// which after a crash could be a torn write, is reported instead of cut. The next group written
-/// after a reopen starts in the same block and overwrites it.
+/// - **Closed**: written (and synced) when the store closes cleanly with every group durable. It
+///   tells recovery that the log was complete up to there, so that damage in the last groups,
+///   which after a crash could be a torn write, is reported instead of cut. The next group written
+///   after a reopen starts in the same block and overwrites it.
+/// - **Continued**: written (and synced) at a rollover, after the next segment's header is durable
+///   and before any group goes there. It vouches for the next segment: a newest segment whose
+///   header block (and more) was zeroed or destroyed cannot pass for one that a crash left unused.
+///
+/// The writer keeps the last block of every segment free, so there is always room for one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct CloseMarker {
+pub(crate) struct EndMarker {
+    pub kind: MarkerKind,
     pub next_seq: u64,
     pub next_position: u64,
-    pub closed_us: u64,
+    /// Closed: when, in microseconds since the Unix epoch. Continued: the next segment's number.
+    pub value: u64,
 }
 
-pub(crate) const CLOSE_MAGIC: u32 = u32::from_le_bytes(*b"EVCL");
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MarkerKind {
+    Closed,
+    Continued,
+}
 
-impl CloseMarker {
+pub(crate) const CLOSED_MAGIC: u32 = u32::from_le_bytes(*b"EVCL");
+pub(crate) const CONTINUED_MAGIC: u32 = u32::from_le_bytes(*b"EVNX");
+
+impl EndMarker {
     pub(crate) fn encode(&self, out: &mut [u8]) {
-        out[0..4].copy_from_slice(&CLOSE_MAGIC.to_le_bytes());
+        let magic = match self.kind {
+            MarkerKind::Closed => CLOSED_MAGIC,
+            MarkerKind::Continued => CONTINUED_MAGIC,
+        };
+        out[0..4].copy_from_slice(&magic.to_le_bytes());
         out[8..16].copy_from_slice(&self.next_seq.to_le_bytes());
         out[16..24].copy_from_slice(&self.next_position.to_le_bytes());
-        out[24..32].copy_from_slice(&self.closed_us.to_le_bytes());
+        out[24..32].copy_from_slice(&self.value.to_le_bytes());
         let crc = crc32c::crc32c(&out[8..GROUP_HEADER_BYTES]);
         out[4..8].copy_from_slice(&crc.to_le_bytes());
     }
 
     /// The marker at the start of `bytes`, if there is a valid one.
-    pub(crate) fn decode(bytes: &[u8]) -> Option<CloseMarker> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<EndMarker> {
         let bytes = bytes.get(..GROUP_HEADER_BYTES)?;
-        if u32_at(bytes, 0) != CLOSE_MAGIC || crc32c::crc32c(&bytes[8..]) != u32_at(bytes, 4) {
+        let kind = match u32_at(bytes, 0) {
+            CLOSED_MAGIC => MarkerKind::Closed,
+            CONTINUED_MAGIC => MarkerKind::Continued,
+            _ => return None,
+        };
+        if crc32c::crc32c(&bytes[8..]) != u32_at(bytes, 4) {
             return None;
         }
-        Some(CloseMarker { next_seq: u64_at(bytes, 8), next_position: u64_at(bytes, 16), closed_us: u64_at(bytes, 24) })
+        Some(EndMarker { kind, next_seq: u64_at(bytes, 8), next_position: u64_at(bytes, 16), value: u64_at(bytes, 24) })
     }
 }
 
@@ -344,15 +369,17 @@ mod tests {
     }
 
     #[test]
-    fn close_marker_round_trips_and_is_no_group() {
-        let marker = CloseMarker { next_seq: 9, next_position: 77, closed_us: 5 };
-        let mut bytes = [0u8; 4096];
-        marker.encode(&mut bytes);
-        assert_eq!(CloseMarker::decode(&bytes), Some(marker));
-        assert!(matches!(GroupHeader::decode(&bytes), Err(GroupHeaderError::Invalid(_))));
-        bytes[17] ^= 4;
-        assert_eq!(CloseMarker::decode(&bytes), None);
-        assert_eq!(CloseMarker::decode(&bytes[..31]), None);
+    fn end_markers_round_trip_and_are_no_group() {
+        for kind in [MarkerKind::Closed, MarkerKind::Continued] {
+            let marker = EndMarker { kind, next_seq: 9, next_position: 77, value: 5 };
+            let mut bytes = [0u8; 4096];
+            marker.encode(&mut bytes);
+            assert_eq!(EndMarker::decode(&bytes), Some(marker));
+            assert!(matches!(GroupHeader::decode(&bytes), Err(GroupHeaderError::Invalid(_))));
+            bytes[17] ^= 4;
+            assert_eq!(EndMarker::decode(&bytes), None);
+            assert_eq!(EndMarker::decode(&bytes[..31]), None);
+        }
     }
 
     mod properties {

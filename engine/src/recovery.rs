@@ -34,7 +34,7 @@ use crate::buffer::{round_up_block, AlignedBuf};
 use crate::constants::{BLOCK_BYTES, GROUP_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_NUMBER_MAX, ZERO_CHUNK_BYTES};
 use crate::error::{Error, Result};
 use crate::index::{pack_location, stream_hash, GroupLocation, StreamTable};
-use crate::record::{self, CloseMarker, GroupHeader, GroupHeaderError};
+use crate::record::{self, EndMarker, GroupHeader, GroupHeaderError, MarkerKind};
 use crate::segment::{self, SegmentHeader};
 use crate::{platform, Options};
 
@@ -43,6 +43,10 @@ pub(crate) struct ActiveInfo {
     pub write_offset: u64,
     /// The segment's size, from its header (a reopen with other options keeps it).
     pub segment_bytes: u64,
+    /// The pipeline window its header names: recovery judges its tail by it (and today's
+    /// options), so a writer with a larger window must not continue it.
+    pub groups_in_flight_max: usize,
+    pub group_bytes_max: usize,
 }
 
 pub(crate) struct Recovered {
@@ -62,8 +66,13 @@ struct Damage {
     segment: u64,
     offset: u64,
     reason: String,
-    /// The first byte of `segment` that a cut here drops; 0 drops the whole segment.
+    /// Where a cut for this damage starts: the first byte of `cut_segment` that it drops (0 drops
+    /// the whole segment); every later segment goes too. Usually the damaged segment itself.
+    cut_segment: u64,
     cut_offset: u64,
+    /// The cut only gives `cut_segment` back the size its header names (it was extended): no
+    /// event and no later segment is dropped.
+    resize_only: bool,
     /// The first position that a cut here drops.
     position: u64,
 }
@@ -158,11 +167,13 @@ struct Pending {
     /// false: a cut drops `segment` whole. true: `segment` is the last used segment of the prefix
     /// (a truncated file) and a cut keeps its groups.
     keeps_groups: bool,
+    /// The file is longer than its header says: giving it back its size drops nothing.
+    extended: bool,
 }
 
 struct Classified {
     used: Vec<(SegmentFile, SegmentHeader)>,
-    unused: Vec<PathBuf>,
+    unused: Vec<(u64, PathBuf)>,
     pending: Option<Pending>,
 }
 
@@ -172,8 +183,9 @@ fn classify(files: Vec<SegmentFile>) -> Classified {
     let mut used: Vec<(SegmentFile, SegmentHeader)> = Vec::new();
     let mut unused: Vec<SegmentFile> = Vec::new();
     let mut pending = None;
-    let damage =
-        |segment: u64, offset: u64, reason: String| Some(Pending { segment, offset, reason, keeps_groups: false });
+    let damage = |segment: u64, offset: u64, reason: String| {
+        Some(Pending { segment, offset, reason, keeps_groups: false, extended: false })
+    };
     for file in files {
         if file.number > SEGMENT_NUMBER_MAX {
             pending = damage(file.number, 0, format!("segment number out of range (at most {SEGMENT_NUMBER_MAX})"));
@@ -225,6 +237,7 @@ fn classify(files: Vec<SegmentFile>) -> Classified {
                             file.len, header.segment_bytes
                         ),
                         keeps_groups: true,
+                        extended: file.len > header.segment_bytes,
                     });
                     let header = *header;
                     used.push((file, header));
@@ -258,7 +271,7 @@ fn classify(files: Vec<SegmentFile>) -> Classified {
             }
         }
     }
-    Classified { used, unused: unused.into_iter().map(|f| f.path).collect(), pending }
+    Classified { used, unused: unused.into_iter().map(|f| (f.number, f.path)).collect(), pending }
 }
 
 /// The smallest segment a header may name (see `SegmentHeader::check`).
@@ -270,8 +283,9 @@ struct SegmentEnd {
     /// `None`: a zero block, the end of the file or a close marker: a normal end. `Some`: what was
     /// wrong.
     damage: Option<String>,
-    /// The close marker found where the groups end, if the store was closed cleanly there.
-    marker: Option<CloseMarker>,
+    /// The end marker found where the groups end (closed cleanly there, or continued in the next
+    /// segment).
+    marker: Option<EndMarker>,
 }
 
 struct Scan {
@@ -282,26 +296,39 @@ struct Scan {
 }
 
 impl Scan {
-    /// A close marker where the groups end must name exactly that end.
+    /// An end marker where the groups end must name exactly that end (and a "continued" one the
+    /// next segment).
     fn check_marker(&self, number: u64, end: &SegmentEnd) -> Scanned<()> {
-        match end.marker {
-            Some(marker) if marker.next_seq != self.next_seq || marker.next_position != self.next_position => {
-                Err(self.damage(
-                    number,
-                    end.offset as u64,
-                    format!(
-                        "the close marker here says the log ends at position {} (group {}), but its groups end at position {} (group {})",
-                        marker.next_position, marker.next_seq, self.next_position, self.next_seq
-                    ),
-                    end.offset as u64,
-                ))
-            }
-            _ => Ok(()),
+        let Some(marker) = end.marker else { return Ok(()) };
+        let wrong_next = marker.kind == MarkerKind::Continued && marker.value != number + 1;
+        if marker.next_seq != self.next_seq || marker.next_position != self.next_position || wrong_next {
+            return Err(self.damage(
+                number,
+                end.offset as u64,
+                format!(
+                    "the end marker here ({marker:?}) does not match the end of the groups, at position {} (group {})",
+                    self.next_position, self.next_seq
+                ),
+                end.offset as u64,
+            ));
         }
+        Ok(())
     }
 
     fn damage(&self, segment: u64, offset: u64, reason: String, cut_offset: u64) -> Failure {
-        Failure::Damage(Damage { segment, offset, reason, cut_offset, position: self.next_position })
+        self.damage_cut(segment, offset, reason, segment, cut_offset)
+    }
+
+    fn damage_cut(&self, segment: u64, offset: u64, reason: String, cut_segment: u64, cut_offset: u64) -> Failure {
+        Failure::Damage(Damage {
+            segment,
+            offset,
+            reason,
+            cut_segment,
+            cut_offset,
+            resize_only: false,
+            position: self.next_position,
+        })
     }
 
     /// Verifies and applies the groups of one segment until the first zero or bad group.
@@ -312,7 +339,7 @@ impl Scan {
                 Ok(header) => header,
                 Err(GroupHeaderError::Zero) => return Ok(SegmentEnd { offset, damage: None, marker: None }),
                 Err(GroupHeaderError::Invalid(reason)) => {
-                    let marker = CloseMarker::decode(map.get(offset..).unwrap_or(&[]));
+                    let marker = EndMarker::decode(map.get(offset..).unwrap_or(&[]));
                     let damage = marker.is_none().then(|| reason.to_string());
                     return Ok(SegmentEnd { offset, damage, marker });
                 }
@@ -414,6 +441,8 @@ struct Clean {
     recovered: Recovered,
     /// Bytes of the last segment to zero: what the torn tail left behind.
     dirty_tail: Option<(u64, Range<usize>)>,
+    /// The "continued" marker a crash kept a rollover from writing: (segment, offset, marker).
+    missing_marker: Option<(u64, u64, EndMarker)>,
     unused: Vec<PathBuf>,
     segments: usize,
 }
@@ -424,7 +453,26 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
     for (number, path) in segment::list_segments(dir)? {
         files.push(inspect(number, &path)?);
     }
-    let Classified { used, mut unused, pending } = classify(files);
+    let Classified { used, unused, pending } = classify(files);
+    if used.is_empty() && pending.is_none() {
+        // No segment vouches for these (see the end markers below): only a crash while the very
+        // first segment was being started leaves them, and then nothing was written in them.
+        // Rare, so the whole file is read.
+        for (number, path) in &unused {
+            if let Some(at) = first_nonzero_after_header(path)? {
+                return Err(Failure::Damage(Damage {
+                    segment: *number,
+                    offset: 0,
+                    reason: format!("the header block is not a valid header, yet bytes follow at offset {at}"),
+                    cut_segment: *number,
+                    cut_offset: 0,
+                    resize_only: false,
+                    position: 0,
+                }));
+            }
+        }
+    }
+    let mut unused: Vec<PathBuf> = unused.into_iter().map(|(_, path)| path).collect();
     unused.extend(segment::list_partials(dir)?);
     let segments = used.len();
     let mut scan = Scan {
@@ -436,6 +484,9 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
     let mut active = None;
     let mut dirty_tail = None;
     let mut previous_end: Option<(u64, usize)> = None;
+    // The segment before the last, if it has no "continued" marker: (number, end, position).
+    let mut unvouched: Option<(u64, usize, u64)> = None;
+    let mut groups_before_last = 0;
     for (index, (file, header)) in used.iter().enumerate() {
         let number = file.number;
         if header.first_position != scan.next_position {
@@ -449,12 +500,20 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
                     ),
                     end as u64,
                 ),
-                _ => scan.damage(
-                    number,
-                    24,
-                    format!("segment starts at position {} where {} was expected", header.first_position, scan.next_position),
-                    0,
-                ),
+                // The segment goes whole, and with it the previous one's "continued" marker.
+                _ => {
+                    let (cut_segment, cut_offset) = previous_end.map_or((number, 0), |(p, e)| (p, e as u64));
+                    scan.damage_cut(
+                        number,
+                        24,
+                        format!(
+                            "segment starts at position {} where {} was expected",
+                            header.first_position, scan.next_position
+                        ),
+                        cut_segment,
+                        cut_offset,
+                    )
+                }
             });
         }
         let map = map_file(&file.path)?;
@@ -489,7 +548,39 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
                 ));
             }
             previous_end = Some((number, end.offset));
+            let continued = end.marker.is_some_and(|m| m.kind == MarkerKind::Continued);
+            if !continued && index + 1 < used.len() {
+                // A rollover writes the next segment's header, then this marker, and only then
+                // groups into the next segment. Without the marker the next segment may exist (a
+                // crash between the two writes) but must be the last and hold no group.
+                if index + 2 == used.len() && pending.is_none() {
+                    unvouched = Some((number, end.offset, scan.next_position));
+                } else {
+                    return Err(scan.damage(
+                        number,
+                        end.offset as u64,
+                        format!("the end marker that continues the log in segment {} is missing", number + 1),
+                        end.offset as u64,
+                    ));
+                }
+            }
         } else {
+            scan.check_marker(number, &end)?;
+            if end.marker.is_some_and(|m| m.kind == MarkerKind::Continued) {
+                // The marker is written only once the next segment's header is durable.
+                return Err(scan.damage_cut(
+                    number + 1,
+                    0,
+                    format!(
+                        "segment {number} says the log goes on in segment {} (end marker at offset {}), but that segment has no valid header or is missing",
+                        number + 1,
+                        end.offset
+                    ),
+                    number,
+                    end.offset as u64,
+                ));
+            }
+            groups_before_last = scan.groups.len();
             let window_groups = (header.groups_in_flight_max as usize).max(options.groups_in_flight_max);
             let dirty = check_tail(&scan, number, &map, &end, window_groups, window(header, options))?;
             if dirty.end > dirty.start {
@@ -502,21 +593,71 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
                 );
                 dirty_tail = Some((number, dirty));
             }
-            active = Some(ActiveInfo { number, write_offset: end.offset as u64, segment_bytes: header.segment_bytes });
+            active = Some(ActiveInfo {
+                number,
+                write_offset: end.offset as u64,
+                segment_bytes: header.segment_bytes,
+                groups_in_flight_max: header.groups_in_flight_max as usize,
+                group_bytes_max: header.group_bytes_max as usize,
+            });
+        }
+    }
+    let mut missing_marker = None;
+    if let Some((number, end, position)) = unvouched {
+        if scan.groups.len() == groups_before_last {
+            // A crash between the two writes of a rollover: finish it (below, once nothing else
+            // is wrong), so that every segment but the last ends with its marker from now on.
+            missing_marker = Some((
+                number,
+                end as u64,
+                EndMarker {
+                    kind: MarkerKind::Continued,
+                    next_seq: scan.next_seq,
+                    next_position: scan.next_position,
+                    value: number + 1,
+                },
+            ));
+        } else {
+            return Err(Failure::Damage(Damage {
+                segment: number,
+                offset: end as u64,
+                reason: format!(
+                    "the end marker that continues the log in segment {} is missing, yet that segment holds groups",
+                    number + 1
+                ),
+                cut_segment: number,
+                cut_offset: end as u64,
+                resize_only: false,
+                position,
+            }));
         }
     }
     if let Some(pending) = pending {
-        // A truncated segment was the last one scanned: a cut keeps its groups up to where they
-        // stop. Any other damage found from the file headers drops its segment whole.
-        let cut_offset = match (pending.keeps_groups, previous_end) {
-            (true, Some((_, end))) => end as u64,
-            _ => 0,
+        // The truncated segment itself when it keeps its groups; else the end of the last segment
+        // scanned (dropping its "continued" marker with the damaged segment), or the damaged
+        // segment whole.
+        let (cut_segment, cut_offset) = match previous_end {
+            Some((number, end)) => (number, end as u64),
+            None => (pending.segment, 0),
         };
-        return Err(scan.damage(pending.segment, pending.offset, pending.reason, cut_offset));
+        debug_assert!(!pending.keeps_groups || cut_segment == pending.segment);
+        if pending.extended {
+            return Err(Failure::Damage(Damage {
+                segment: pending.segment,
+                offset: pending.offset,
+                reason: pending.reason,
+                cut_segment: pending.segment,
+                cut_offset: pending.offset,
+                resize_only: true,
+                position: scan.next_position,
+            }));
+        }
+        return Err(scan.damage_cut(pending.segment, pending.offset, pending.reason, cut_segment, cut_offset));
     }
     let durable_end = active.as_ref().map(|a| pack_location(a.number, a.write_offset)).unwrap_or(0);
     let next_segment_number = used.last().map(|(f, _)| f.number + 1).unwrap_or(0);
     Ok(Clean {
+        missing_marker,
         recovered: Recovered {
             next_position: scan.next_position,
             next_seq: scan.next_seq,
@@ -562,7 +703,7 @@ fn check_tail(
         let bytes = &map[block..(block + BLOCK_BYTES).min(map.len())];
         if bytes.iter().any(|&b| b != 0) {
             dirty_end = block + bytes.len();
-            if let Some(marker) = CloseMarker::decode(bytes) {
+            if let Some(marker) = EndMarker::decode(bytes) {
                 if marker.next_position > scan.next_position || marker.next_seq > scan.next_seq {
                     return Err(scan.damage(
                         number,
@@ -618,6 +759,23 @@ fn check_tail(
     Ok(start..dirty_end)
 }
 
+/// Where the first non-zero byte after the header block of a file is, reading all of it.
+fn first_nonzero_after_header(path: &Path) -> Result<Option<u64>> {
+    let file = open_read(path)?;
+    let mut buf = vec![0u8; ZERO_CHUNK_BYTES];
+    let mut at = SEGMENT_HEADER_BYTES as u64;
+    loop {
+        let n = file.read_at(&mut buf, at).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if let Some(i) = buf[..n].iter().position(|&b| b != 0) {
+            return Ok(Some(at + i as u64));
+        }
+        at += n as u64;
+    }
+}
+
 /// Recovers the store in `dir`: `Error::Corrupted` on damage, with nothing changed.
 pub(crate) fn recover(dir: &Path, options: &Options, direct: bool) -> Result<Recovered> {
     let started = Instant::now();
@@ -628,6 +786,16 @@ pub(crate) fn recover(dir: &Path, options: &Options, direct: bool) -> Result<Rec
     };
     if let Some((number, range)) = &clean.dirty_tail {
         zero_range(&segment::segment_path(dir, *number), range.clone(), direct)?;
+    }
+    if let Some((number, offset, marker)) = &clean.missing_marker {
+        tracing::info!(segment = number, "finishing a rollover a crash interrupted");
+        let path = segment::segment_path(dir, *number);
+        let mut block = AlignedBuf::new(BLOCK_BYTES);
+        marker.encode(block.as_mut_slice());
+        let file = segment::open_for_write(&path, direct)?;
+        file.write_all_at(block.as_slice(), *offset)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io(format!("writing the end marker of {}", path.display()), e))?;
     }
     for path in &clean.unused {
         std::fs::remove_file(path).map_err(|e| Error::io(format!("removing unused segment {}", path.display()), e))?;
@@ -688,45 +856,81 @@ impl RepairReport {
 /// Cuts the log in `dir` at its first damage, saving every file it changes or removes in a new
 /// directory `damaged-<microseconds>` inside `dir` first. `Ok(None)` if there is no damage.
 pub(crate) fn repair(dir: &Path, options: &Options) -> Result<Option<RepairReport>> {
-    let damage = match scan(dir, options) {
-        Ok(_) => return Ok(None),
-        Err(Failure::Io(error)) => return Err(error),
-        Err(Failure::Damage(damage)) => damage,
-    };
-    let dropped_end = claimed_end(dir, &damage)?.max(damage.position);
-    let saved_to = dir.join(format!("damaged-{}", platform::now_us()));
-    std::fs::create_dir(&saved_to).map_err(|e| Error::io(format!("creating {}", saved_to.display()), e))?;
+    let mut report: Option<RepairReport> = None;
+    // Each pass cuts at the first damage, or only resizes an extended segment (which drops
+    // nothing, so the next pass goes on past it). Every pass removes the damage of at least one
+    // segment file, so the number of files bounds the number of passes.
+    let passes = segment::list_segments(dir)?.len() + 2;
+    for _ in 0..passes {
+        let damage = match scan(dir, options) {
+            Ok(_) => return Ok(report),
+            Err(Failure::Io(error)) => return Err(error),
+            Err(Failure::Damage(damage)) => damage,
+        };
+        let dropped_end =
+            if damage.resize_only { damage.position } else { claimed_end(dir, &damage)?.max(damage.position) };
+        let saved_to = match &report {
+            Some(report) => report.saved_to.clone(),
+            None => {
+                let saved_to = dir.join(format!("damaged-{}", platform::now_us()));
+                std::fs::create_dir(&saved_to).map_err(|e| Error::io(format!("creating {}", saved_to.display()), e))?;
+                platform::sync_dir(dir)?;
+                saved_to
+            }
+        };
+        cut(dir, &damage, &saved_to)?;
+        tracing::warn!(?damage, "repair: cut the log at its first damage");
+        let dropped = damage.position..dropped_end;
+        match &mut report {
+            None => {
+                report = Some(RepairReport {
+                    segment: damage.segment,
+                    offset: damage.offset,
+                    reason: damage.reason,
+                    dropped,
+                    saved_to,
+                })
+            }
+            Some(report) if !dropped.is_empty() => {
+                report.dropped = if report.dropped.is_empty() {
+                    dropped
+                } else {
+                    report.dropped.start.min(dropped.start)..report.dropped.end.max(dropped.end)
+                };
+            }
+            Some(_) => {}
+        }
+    }
+    match scan(dir, options) {
+        Ok(_) => Ok(report),
+        Err(Failure::Io(error)) => Err(error),
+        Err(Failure::Damage(damage)) => Err(damage.into_error()),
+    }
+}
+
+/// Makes the cut of `damage`, saving into `saved_to` (durably) every file before it is changed
+/// or moved.
+fn cut(dir: &Path, damage: &Damage, saved_to: &Path) -> Result<()> {
     for (number, path) in segment::list_segments(dir)? {
-        if number < damage.segment {
+        if number < damage.cut_segment || (damage.resize_only && number > damage.cut_segment) {
             continue;
         }
         let name = path.file_name().expect("a segment file name");
         let saved = saved_to.join(name);
-        if number == damage.segment && damage.cut_offset > 0 {
+        if number == damage.cut_segment && damage.cut_offset > 0 {
+            // The copy is durable (its bytes and its directory entry) before the original changes.
             std::fs::copy(&path, &saved).map_err(|e| Error::io(format!("saving {}", path.display()), e))?;
             File::open(&saved)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| Error::io(format!("syncing {}", saved.display()), e))?;
+            platform::sync_dir(saved_to)?;
             cut_segment(&path, damage.cut_offset)?;
         } else {
             std::fs::rename(&path, &saved).map_err(|e| Error::io(format!("moving {} aside", path.display()), e))?;
         }
     }
-    platform::sync_dir(&saved_to)?;
-    platform::sync_dir(dir)?;
-    let report = RepairReport {
-        segment: damage.segment,
-        offset: damage.offset,
-        reason: damage.reason,
-        dropped: damage.position..dropped_end,
-        saved_to,
-    };
-    tracing::warn!(?report, "repaired a damaged log by cutting it at its first damage");
-    match scan(dir, options) {
-        Ok(_) => Ok(Some(report)),
-        Err(Failure::Io(error)) => Err(error),
-        Err(Failure::Damage(damage)) => Err(damage.into_error()),
-    }
+    platform::sync_dir(saved_to)?;
+    platform::sync_dir(dir)
 }
 
 /// Zeroes a segment from `cut_offset` on, and gives it the size its header names again.
@@ -760,7 +964,7 @@ fn cut_segment(path: &Path, cut_offset: u64) -> Result<()> {
 fn claimed_end(dir: &Path, damage: &Damage) -> Result<u64> {
     let mut end = damage.position;
     for (number, path) in segment::list_segments(dir)? {
-        if number < damage.segment {
+        if number < damage.cut_segment {
             continue;
         }
         // Only regular files: opening a FIFO would block.
@@ -768,7 +972,7 @@ fn claimed_end(dir: &Path, damage: &Damage) -> Result<u64> {
             continue;
         }
         let Ok(map) = map_file(&path) else { continue };
-        let from = if number == damage.segment { damage.cut_offset as usize } else { 0 };
+        let from = if number == damage.cut_segment { damage.cut_offset as usize } else { 0 };
         let mut block = from - from % BLOCK_BYTES;
         while block < map.len() {
             let bytes = &map[block..];
@@ -778,7 +982,7 @@ fn claimed_end(dir: &Path, damage: &Damage) -> Result<u64> {
                 }
             } else if let Ok(header) = GroupHeader::decode(bytes) {
                 end = end.max(header.first_position + header.events as u64);
-            } else if let Some(marker) = CloseMarker::decode(bytes) {
+            } else if let Some(marker) = EndMarker::decode(bytes) {
                 end = end.max(marker.next_position.min(crate::constants::POSITION_MAX));
             }
             block += BLOCK_BYTES;

@@ -1,0 +1,61 @@
+//! A segment in the middle of the log whose file grew by a block of zeros (a copy or restore tool,
+//! a stray `fallocate`, a hand edit) has lost nothing: every group in it and in every later
+//! segment is intact. `open` rightly refuses it (a length that is not the header's is damage), and
+//! `Store::repair` is the way out; but repair "cuts the log at the damage", which it places at the
+//! end of that segment's groups, and so it moves every later segment aside: here half of the
+//! acknowledged events (60 of 120, three segments' worth) leave the store over 4 KiB of zeros that
+//! damaged no event. Restoring the segment to its header's size (as repair does anyway) is all
+//! this damage needs; dropping intact events after it loses acknowledged data for nothing.
+
+use std::path::Path;
+
+use evstore::{Backend, Event, ExpectedVersion, Options, RecordedEvent, Store};
+use evstore_tests::{check_log_shape, open, read_all, segment_path, small_options, temp_dir, used_segments, watchdog};
+
+fn options() -> Options {
+    let mut options = small_options(Backend::Portable);
+    options.segment_bytes = 128 << 10;
+    options
+}
+
+fn fill(dir: &Path) -> Vec<RecordedEvent> {
+    let store = open(dir, options()).expect("the portable backend opens");
+    for i in 0..60u32 {
+        let events = (0..2).map(|k| Event::new("Filled", vec![(i * 2 + k) as u8; 3000]));
+        store.append(&format!("r-{}", i % 4), ExpectedVersion::Any, events).expect("append").wait().expect("durable");
+    }
+    let events = read_all(&store);
+    store.close().expect("close");
+    assert!(used_segments(dir).len() >= 4, "segments after the extended one");
+    events
+}
+
+#[test]
+fn repair_of_an_extended_middle_segment_keeps_every_event() {
+    let _watchdog = watchdog("repair_of_an_extended_middle_segment_keeps_every_event", 60);
+    let dir = temp_dir("repair-extended");
+    let before = fill(dir.path());
+    let segment = segment_path(dir.path(), 1);
+    let len = std::fs::metadata(&segment).expect("metadata").len();
+    std::fs::OpenOptions::new().write(true).open(&segment).expect("open").set_len(len + 4096).expect("extend");
+    if let Ok(store) = Store::open(dir.path(), options()) {
+        // Taking the grown segment back to its size at open would do as well.
+        assert_eq!(read_all(&store), before, "every event");
+        store.close().expect("close");
+        return;
+    }
+
+    let report = Store::repair(dir.path(), options()).expect("repair").expect("damage found");
+    let store = Store::open(dir.path(), options()).expect("open after repair");
+    let after = read_all(&store);
+    check_log_shape(&store);
+    store.close().expect("close");
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "repair dropped {} of {} intact acknowledged events for a segment grown by 4 KiB of zeros ({report:?})",
+        before.len() - after.len(),
+        before.len()
+    );
+    assert_eq!(after, before);
+}
