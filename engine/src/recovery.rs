@@ -516,6 +516,9 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
                 }
             });
         }
+        if index + 1 == used.len() {
+            groups_before_last = scan.groups.len();
+        }
         let map = map_file(&file.path)?;
         if index == 0 && header.first_position != 0 {
             // The oldest segment of a log that does not start at 0: its first group sets the
@@ -553,7 +556,7 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
                 // A rollover writes the next segment's header, then this marker, and only then
                 // groups into the next segment. Without the marker the next segment may exist (a
                 // crash between the two writes) but must be the last and hold no group.
-                if index + 2 == used.len() && pending.is_none() {
+                if index + 2 == used.len() {
                     unvouched = Some((number, end.offset, scan.next_position));
                 } else {
                     return Err(scan.damage(
@@ -580,7 +583,6 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
                     end.offset as u64,
                 ));
             }
-            groups_before_last = scan.groups.len();
             let window_groups = (header.groups_in_flight_max as usize).max(options.groups_in_flight_max);
             let dirty = check_tail(&scan, number, &map, &end, window_groups, window(header, options))?;
             if dirty.end > dirty.start {

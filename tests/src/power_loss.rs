@@ -629,8 +629,11 @@ pub struct WriteInfo {
     pub len: usize,
     /// `None` for a segment header write or a close marker.
     pub group: Option<GroupHeader>,
-    /// The close marker a clean close writes after the last group (engine/src/record.rs).
+    /// An end marker (engine/src/record.rs): "closed", written by a clean close after the last
+    /// group, or "continued", written into a segment when the log moves on to the next.
     pub marker: bool,
+    /// It is the "closed" one.
+    pub closes: bool,
 }
 
 impl WriteInfo {
@@ -673,7 +676,8 @@ impl Timeline {
                         offset: *offset,
                         len: data.len(),
                         group: if *offset == 0 { None } else { GroupHeader::decode(data) },
-                        marker: *offset != 0 && data.starts_with(b"EVCL"),
+                        marker: *offset != 0 && (data.starts_with(b"EVCL") || data.starts_with(b"EVNX")),
+                        closes: *offset != 0 && data.starts_with(b"EVCL"),
                     });
                     count += 1;
                 }
@@ -833,7 +837,8 @@ impl CrashImage {
             }
             let what = match write.group {
                 Some(g) => format!("group seq {} positions {}..{}", g.seq, g.first_position, g.end_position()),
-                None if write.marker => "close marker".to_string(),
+                None if write.closes => "close marker".to_string(),
+                None if write.marker => "continued marker".to_string(),
                 None => "segment header".to_string(),
             };
             let how = match sectors {
@@ -1224,7 +1229,7 @@ impl Layout {
                     padded: write.len,
                     write: id,
                 }),
-                None if write.marker => closed = true,
+                None if write.marker => closed |= write.closes,
                 None => {
                     headers.insert(write.segment, id);
                 }
