@@ -2,25 +2,31 @@
 //! stream table and the group directory, and cut a torn tail; or refuse to open on damage.
 //!
 //! The rule (the argument is in docs/design.md, "Recovery"): a crash can only leave
-//! - trailing segment files that were never used: a header block of zeros (prepared, or cut short
-//!   while being prepared: zeros only), or one torn header, and in both cases nothing written
-//!   after the header block, since a header is durable before the first group of its segment is
-//!   written;
+//! - trailing segment files that were never used: `.evs.partial` leftovers of a preparation, and
+//!   `.evs` files whose header block is zero or torn with nothing written after it (a header is
+//!   durable before anything else goes into its segment), and only if no segment vouches for
+//!   them: a rollover writes the next header, then a "continued" end marker into the segment it
+//!   leaves, then groups into the next one;
+//! - a segment without that marker, if the crash came between those two writes: then the next
+//!   segment is the last and holds no group (recovery writes the missing marker);
 //! - a torn tail in the last used segment: the groups that were in flight, at most
 //!   `groups_in_flight_max` of them, right after the last durable group. A valid group numbered
 //!   `groups_in_flight_max` or more past the first bad one proves that the bad one was durable
-//!   (the writer never has more groups in flight), so it is damage, not a tear.
+//!   (the writer never has more groups in flight), and a "closed" end marker further on proves
+//!   the store closed cleanly after it: either way it is damage, not a tear. A crash tears
+//!   writes but never moves them: a valid group where no write could have put it is damage too.
 //!
 //! Anything else that is wrong is damage: `open` reports the first damage in log order as
 //! `Error::Corrupted { segment, offset, reason }`, and deletes or rewrites nothing. Only once the
 //! whole log checked out does recovery change files: it zeroes a torn tail (so that no stale
-//! group can be mistaken for a new one later) and removes unused trailing files.
+//! group can be mistaken for a new one later), writes a marker a crash kept from being written,
+//! and removes unused trailing files.
 //!
 //! Invariants: every length read from disk is checked before it is used (no file content makes
-//! recovery panic); at most one segment is mapped at a time (a store of 100,000 segments opens
-//! under `vm.max_map_count`); nothing is written before the scan of every segment succeeded.
-//! [`repair`] is the operator's explicit way out: it saves the damaged files aside and cuts the
-//! log at the first damage.
+//! recovery panic, no file type makes it hang); at most one segment is mapped at a time (a store
+//! of 100,000 segments opens under `vm.max_map_count`); nothing is written before the scan of
+//! every segment succeeded. [`repair`] is the operator's explicit way out: it saves the damaged
+//! files aside and cuts the log at the first damage.
 
 use std::fs::File;
 use std::ops::Range;

@@ -195,6 +195,10 @@ pub(crate) fn prepare(
     if let Some(errno) = faults.and_then(|f| f.segment_errno()) {
         return Err(Error::from_errno(context(), errno));
     }
+    if number > SEGMENT_NUMBER_MAX {
+        // Locations hold 24 bits of segment number; a file past them would only be in the way.
+        return Err(Error::LogFull { what: "segment numbering", max: SEGMENT_NUMBER_MAX + 1 });
+    }
     // The segment is prepared under a temporary name and renamed only once it is allocated,
     // zeroed and synced: a `.evs` file is always a whole segment, so recovery can tell a
     // truncated segment (damage) from a crash during preparation (a leftover `.evs.partial`).

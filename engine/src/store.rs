@@ -12,8 +12,11 @@
 //! publication). The submitter wakes only the wakers whose target the new watermark reached, so a
 //! blocked thread is not woken for groups it does not wait for.
 //!
-//! Invariants: `durable` only grows; nothing at or past it is ever returned to a reader or
-//! acknowledged; after `poisoned` is set it never moves again.
+//! Invariants: `durable` and `durable_end` only grow; nothing past them is acknowledged or
+//! returned to a reader; after `poisoned` is set they never move again. `durable_end` (the same
+//! end, as a location, which bounds stream reads) is stored just before `durable`, so that a
+//! caller whose ticket resolved always finds its events in a stream read; a stream read may thus
+//! return a durable group an instant before `durable_position()` counts it.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
