@@ -717,9 +717,10 @@ fn check_tail(
                         number,
                         start as u64,
                         format!(
-                            "{} here at position {}, yet the store was closed cleanly with its log ending at position {} (marker at offset {block}): acknowledged groups are missing",
+                            "{} here at position {}, yet an end marker ({:?}, at offset {block}) says the log went on to position {}: acknowledged groups are missing",
                             end.damage.as_deref().unwrap_or("the log ends"),
                             scan.next_position,
+                            marker.kind,
                             marker.next_position
                         ),
                         start as u64,

@@ -262,3 +262,19 @@ pub fn dir_changes(
     }
     (!lines.is_empty()).then(|| lines.join("; "))
 }
+
+/// Writes segment 0 of `dir` as a used, empty segment (header only, sized and windowed as
+/// `options` say) of a log that starts at `first_position`: a log near a limit, or that does not
+/// start at 0, without appending that many events first.
+pub fn write_empty_segment_0(dir: &Path, first_position: u64, options: &Options) {
+    let mut file = vec![0u8; options.segment_bytes as usize];
+    file[0..8].copy_from_slice(b"EVSEGMNT");
+    file[8..12].copy_from_slice(&1u32.to_le_bytes());
+    file[24..32].copy_from_slice(&first_position.to_le_bytes());
+    file[32..40].copy_from_slice(&options.segment_bytes.to_le_bytes());
+    file[48..52].copy_from_slice(&(options.groups_in_flight_max as u32).to_le_bytes());
+    file[52..56].copy_from_slice(&(options.group_bytes_max as u32).to_le_bytes());
+    let crc = crc32c::crc32c(&file[16..56]);
+    file[12..16].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(segment_path(dir, 0), file).expect("write segment 0");
+}

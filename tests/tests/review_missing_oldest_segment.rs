@@ -13,7 +13,9 @@
 use std::path::Path;
 
 use evstore::{Backend, Error, Event, ExpectedVersion, Options, Store};
-use evstore_tests::{open, read_all, segment_path, small_options, temp_dir, used_segments, watchdog};
+use evstore_tests::{
+    open, read_all, segment_path, small_options, temp_dir, used_segments, watchdog, write_empty_segment_0,
+};
 
 fn options() -> Options {
     let mut options = small_options(Backend::Portable);
@@ -62,26 +64,12 @@ fn a_missing_oldest_segment_is_corruption() {
     }
 }
 
-/// Segment 0, used and empty, of a log that starts at `first_position` (as `log_full.rs` makes it).
-fn segment_starting_at(dir: &Path, first_position: u64, options: &Options) {
-    let mut file = vec![0u8; options.segment_bytes as usize];
-    file[0..8].copy_from_slice(b"EVSEGMNT");
-    file[8..12].copy_from_slice(&1u32.to_le_bytes());
-    file[24..32].copy_from_slice(&first_position.to_le_bytes());
-    file[32..40].copy_from_slice(&options.segment_bytes.to_le_bytes());
-    file[48..52].copy_from_slice(&(options.groups_in_flight_max as u32).to_le_bytes());
-    file[52..56].copy_from_slice(&(options.group_bytes_max as u32).to_le_bytes());
-    let crc = crc32c::crc32c(&file[16..56]);
-    file[12..16].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(segment_path(dir, 0), file).expect("write segment 0");
-}
-
 #[test]
 fn read_all_from_before_the_first_position_reads_the_log() {
     let _watchdog = watchdog("read_all_from_before_the_first_position_reads_the_log", 60);
     let dir = temp_dir("log-above-zero");
     let options = options();
-    segment_starting_at(dir.path(), 1000, &options);
+    write_empty_segment_0(dir.path(), 1000, &options);
     let store = Store::open(dir.path(), options).expect("a log starting at 1000 opens");
     for i in 0..5u8 {
         let appended = store.append("s", ExpectedVersion::Any, [Event::new("E", vec![i])]).expect("append").wait();
