@@ -275,6 +275,14 @@ pub(crate) enum MarkerKind {
 pub(crate) const CLOSED_MAGIC: u32 = u32::from_le_bytes(*b"EVCL");
 pub(crate) const CONTINUED_MAGIC: u32 = u32::from_le_bytes(*b"EVNX");
 
+/// Whether `bytes` start with an end marker's magic (valid or not).
+pub(crate) fn has_marker_magic(bytes: &[u8]) -> bool {
+    bytes.get(..4).is_some_and(|magic| {
+        let magic = u32_at(magic, 0);
+        magic == CLOSED_MAGIC || magic == CONTINUED_MAGIC
+    })
+}
+
 impl EndMarker {
     pub(crate) fn encode(&self, out: &mut [u8]) {
         let magic = match self.kind {

@@ -66,6 +66,19 @@ pub(crate) struct Recovered {
     pub durable_end: u64,
 }
 
+/// How `repair` mends a damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fix {
+    /// Cut the log at (`cut_segment`, `cut_offset`): zero the rest of that segment (0: drop it
+    /// whole) and drop every later segment.
+    Cut,
+    /// Give `cut_segment` back the size its header names (it was extended); nothing is dropped.
+    Resize,
+    /// Write this end marker at (`cut_segment`, `cut_offset`): the marker was lost or damaged,
+    /// but the next segment's header and groups say what it said; nothing is dropped.
+    Rewrite(EndMarker),
+}
+
 /// The first thing wrong in the log that a crash cannot explain, and where a repair would cut.
 #[derive(Debug, Clone)]
 struct Damage {
@@ -76,9 +89,8 @@ struct Damage {
     /// the whole segment); every later segment goes too. Usually the damaged segment itself.
     cut_segment: u64,
     cut_offset: u64,
-    /// The cut only gives `cut_segment` back the size its header names (it was extended): no
-    /// event and no later segment is dropped.
-    resize_only: bool,
+    /// What a repair does here.
+    fix: Fix,
     /// The first position that a cut here drops.
     position: u64,
 }
@@ -292,9 +304,14 @@ struct SegmentEnd {
     /// The end marker found where the groups end (closed cleanly there, or continued in the next
     /// segment).
     marker: Option<EndMarker>,
+    /// A block with an end marker's magic but a bad checksum: damage, never a torn write (the
+    /// marker lies in one sector of a block that was zero before).
+    broken_marker: bool,
 }
 
 struct Scan {
+    /// The size the header of the segment being scanned names.
+    segment_bytes: usize,
     streams: StreamTable,
     groups: Vec<GroupLocation>,
     next_position: u64,
@@ -332,7 +349,7 @@ impl Scan {
             reason,
             cut_segment,
             cut_offset,
-            resize_only: false,
+            fix: Fix::Cut,
             position: self.next_position,
         })
     }
@@ -343,11 +360,19 @@ impl Scan {
         loop {
             let header = match GroupHeader::decode(map.get(offset..).unwrap_or(&[])) {
                 Ok(header) => header,
-                Err(GroupHeaderError::Zero) => return Ok(SegmentEnd { offset, damage: None, marker: None }),
+                Err(GroupHeaderError::Zero) => {
+                    return Ok(SegmentEnd { offset, damage: None, marker: None, broken_marker: false })
+                }
                 Err(GroupHeaderError::Invalid(reason)) => {
-                    let marker = EndMarker::decode(map.get(offset..).unwrap_or(&[]));
-                    let damage = marker.is_none().then(|| reason.to_string());
-                    return Ok(SegmentEnd { offset, damage, marker });
+                    let bytes = map.get(offset..).unwrap_or(&[]);
+                    let marker = EndMarker::decode(bytes);
+                    let broken_marker = marker.is_none() && record::has_marker_magic(bytes);
+                    let damage = match (marker, broken_marker) {
+                        (Some(_), _) => None,
+                        (None, true) => Some("an end marker with a bad checksum".to_string()),
+                        (None, false) => Some(reason.to_string()),
+                    };
+                    return Ok(SegmentEnd { offset, damage, marker, broken_marker });
                 }
             };
             let end = offset + GROUP_HEADER_BYTES + header.body_bytes as usize;
@@ -364,7 +389,17 @@ impl Scan {
                 self.records(number, offset, &map[..end], header)?
             };
             if let Some(reason) = problem {
-                return Ok(SegmentEnd { offset, damage: Some(reason), marker: None });
+                return Ok(SegmentEnd { offset, damage: Some(reason), marker: None, broken_marker: false });
+            }
+            if round_up_block(end) + BLOCK_BYTES > self.segment_bytes {
+                // A valid group that no writer could have put there: the last block of a segment
+                // is kept for its end marker.
+                return Err(self.damage(
+                    number,
+                    offset as u64,
+                    "a group reaches into the last block of the segment, which is kept for its end marker".into(),
+                    offset as u64,
+                ));
             }
             self.groups.push(GroupLocation {
                 first_position: header.first_position,
@@ -472,7 +507,7 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
                     reason: format!("the header block is not a valid header, yet bytes follow at offset {at}"),
                     cut_segment: *number,
                     cut_offset: 0,
-                    resize_only: false,
+                    fix: Fix::Cut,
                     position: 0,
                 }));
             }
@@ -482,6 +517,7 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
     unused.extend(segment::list_partials(dir)?);
     let segments = used.len();
     let mut scan = Scan {
+        segment_bytes: 0,
         streams: StreamTable::default(),
         groups: Vec::new(),
         next_position: used.first().map(|(_, h)| h.first_position).unwrap_or(0),
@@ -491,7 +527,7 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
     let mut dirty_tail = None;
     let mut previous_end: Option<(u64, usize)> = None;
     // The segment before the last, if it has no "continued" marker: (number, end, position).
-    let mut unvouched: Option<(u64, usize, u64)> = None;
+    let mut unvouched: Option<(u64, usize, u64, u64)> = None;
     let mut groups_before_last = 0;
     for (index, (file, header)) in used.iter().enumerate() {
         let number = file.number;
@@ -525,7 +561,11 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
         if index + 1 == used.len() {
             groups_before_last = scan.groups.len();
         }
-        let map = map_file(&file.path)?;
+        let file_map = map_file(&file.path)?;
+        // Only the bytes the header names are the segment: an extension is damage of its own
+        // (classify), and must not make its bytes look like the segment's.
+        let map = &file_map[..file_map.len().min(header.segment_bytes as usize)];
+        scan.segment_bytes = header.segment_bytes as usize;
         if index == 0 && header.first_position != 0 {
             // The oldest segment of a log that does not start at 0: its first group sets the
             // sequence. (A log that starts at 0 starts with group 0.)
@@ -533,10 +573,32 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
                 scan.next_seq = first.seq;
             }
         }
-        let end = scan.segment(number, &map)?;
+        let end = scan.segment(number, map)?;
+        // The next segment's header says where this one's groups must end: with it, a lost or
+        // damaged "continued" marker can be written again without dropping anything.
+        let next_agrees = used.get(index + 1).is_some_and(|(_, next)| next.first_position == scan.next_position);
+        let rewrite = |scan: &Scan, reason: String| {
+            Failure::Damage(Damage {
+                segment: number,
+                offset: end.offset as u64,
+                reason,
+                cut_segment: number,
+                cut_offset: end.offset as u64,
+                fix: Fix::Rewrite(EndMarker {
+                    kind: MarkerKind::Continued,
+                    next_seq: scan.next_seq,
+                    next_position: scan.next_position,
+                    value: number + 1,
+                }),
+                position: scan.next_position,
+            })
+        };
         let is_last = index + 1 == used.len() && pending.is_none();
         if !is_last {
             if let Some(reason) = end.damage {
+                if end.broken_marker && next_agrees {
+                    return Err(rewrite(&scan, reason));
+                }
                 return Err(scan.damage(number, end.offset as u64, reason, end.offset as u64));
             }
             scan.check_marker(number, &end)?;
@@ -563,7 +625,12 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
                 // groups into the next segment. Without the marker the next segment may exist (a
                 // crash between the two writes) but must be the last and hold no group.
                 if index + 2 == used.len() {
-                    unvouched = Some((number, end.offset, scan.next_position));
+                    unvouched = Some((number, end.offset, scan.next_position, scan.next_seq));
+                } else if next_agrees {
+                    return Err(rewrite(
+                        &scan,
+                        format!("the end marker that continues the log in segment {} is missing", number + 1),
+                    ));
                 } else {
                     return Err(scan.damage(
                         number,
@@ -590,7 +657,16 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
                 ));
             }
             let window_groups = (header.groups_in_flight_max as usize).max(options.groups_in_flight_max);
-            let dirty = check_tail(&scan, number, &map, &end, window_groups, window(header, options))?;
+            if end.broken_marker {
+                return Err(scan.damage(
+                    number,
+                    end.offset as u64,
+                    "an end marker with a bad checksum ends the last segment: whether the log went on cannot be told"
+                        .into(),
+                    end.offset as u64,
+                ));
+            }
+            let dirty = check_tail(&scan, number, map, &end, window_groups, window(header, options))?;
             if dirty.end > dirty.start {
                 tracing::warn!(
                     segment = number,
@@ -611,7 +687,7 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
         }
     }
     let mut missing_marker = None;
-    if let Some((number, end, position)) = unvouched {
+    if let Some((number, end, position, next_seq)) = unvouched {
         if scan.groups.len() == groups_before_last {
             // A crash between the two writes of a rollover: finish it (below, once nothing else
             // is wrong), so that every segment but the last ends with its marker from now on.
@@ -635,7 +711,13 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
                 ),
                 cut_segment: number,
                 cut_offset: end as u64,
-                resize_only: false,
+                // The next segment's header agreed (it was scanned from this end on).
+                fix: Fix::Rewrite(EndMarker {
+                    kind: MarkerKind::Continued,
+                    next_seq,
+                    next_position: position,
+                    value: number + 1,
+                }),
                 position,
             }));
         }
@@ -656,7 +738,7 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
                 reason: pending.reason,
                 cut_segment: pending.segment,
                 cut_offset: pending.offset,
-                resize_only: true,
+                fix: Fix::Resize,
                 position: scan.next_position,
             }));
         }
@@ -866,9 +948,12 @@ impl RepairReport {
 /// directory `damaged-<microseconds>` inside `dir` first. `Ok(None)` if there is no damage.
 pub(crate) fn repair(dir: &Path, options: &Options) -> Result<Option<RepairReport>> {
     let mut report: Option<RepairReport> = None;
-    // Each pass cuts at the first damage, or only resizes an extended segment (which drops
-    // nothing, so the next pass goes on past it). Every pass removes the damage of at least one
-    // segment file, so the number of files bounds the number of passes.
+    // Whether the report names a damage that dropped events yet (it names the first that did,
+    // else the first damage found).
+    let mut names_a_drop = false;
+    // Each pass mends the first damage: a cut, or a fix that drops nothing (an extended segment
+    // resized, a lost marker written again), after which the next pass goes on past it. Every
+    // pass mends one segment file, so the number of files bounds the number of passes.
     let passes = segment::list_segments(dir)?.len() + 2;
     for _ in 0..passes {
         let damage = match scan(dir, options) {
@@ -877,7 +962,7 @@ pub(crate) fn repair(dir: &Path, options: &Options) -> Result<Option<RepairRepor
             Err(Failure::Damage(damage)) => damage,
         };
         let dropped_end =
-            if damage.resize_only { damage.position } else { claimed_end(dir, &damage)?.max(damage.position) };
+            if damage.fix == Fix::Cut { claimed_end(dir, &damage)?.max(damage.position) } else { damage.position };
         let saved_to = match &report {
             Some(report) => report.saved_to.clone(),
             None => {
@@ -887,25 +972,33 @@ pub(crate) fn repair(dir: &Path, options: &Options) -> Result<Option<RepairRepor
                 saved_to
             }
         };
-        cut(dir, &damage, &saved_to)?;
-        tracing::warn!(?damage, "repair: cut the log at its first damage");
+        mend(dir, &damage, &saved_to)?;
+        tracing::warn!(?damage, "repair: mended the first damage of the log");
         let dropped = damage.position..dropped_end;
+        let drops = !dropped.is_empty();
+        let this = RepairReport {
+            segment: damage.segment,
+            offset: damage.offset,
+            reason: damage.reason,
+            dropped: dropped.clone(),
+            saved_to,
+        };
         match &mut report {
             None => {
-                report = Some(RepairReport {
-                    segment: damage.segment,
-                    offset: damage.offset,
-                    reason: damage.reason,
-                    dropped,
-                    saved_to,
-                })
+                names_a_drop = drops;
+                report = Some(this);
             }
-            Some(report) if !dropped.is_empty() => {
-                report.dropped = if report.dropped.is_empty() {
+            Some(report) if drops => {
+                let union = if report.dropped.is_empty() {
                     dropped
                 } else {
                     report.dropped.start.min(dropped.start)..report.dropped.end.max(dropped.end)
                 };
+                if !names_a_drop {
+                    names_a_drop = true;
+                    *report = this;
+                }
+                report.dropped = union;
             }
             Some(_) => {}
         }
@@ -917,29 +1010,51 @@ pub(crate) fn repair(dir: &Path, options: &Options) -> Result<Option<RepairRepor
     }
 }
 
-/// Makes the cut of `damage`, saving into `saved_to` (durably) every file before it is changed
-/// or moved.
-fn cut(dir: &Path, damage: &Damage, saved_to: &Path) -> Result<()> {
+/// Mends `damage` (see `Fix`), saving into `saved_to` (durably) every file before it is changed or
+/// moved. A file an earlier pass saved already keeps its first copy: that is the one as it was.
+fn mend(dir: &Path, damage: &Damage, saved_to: &Path) -> Result<()> {
     for (number, path) in segment::list_segments(dir)? {
-        if number < damage.cut_segment || (damage.resize_only && number > damage.cut_segment) {
+        if number < damage.cut_segment || (damage.fix != Fix::Cut && number > damage.cut_segment) {
             continue;
         }
         let name = path.file_name().expect("a segment file name");
         let saved = saved_to.join(name);
-        if number == damage.cut_segment && damage.cut_offset > 0 {
-            // The copy is durable (its bytes and its directory entry) before the original changes.
-            std::fs::copy(&path, &saved).map_err(|e| Error::io(format!("saving {}", path.display()), e))?;
-            File::open(&saved)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::io(format!("syncing {}", saved.display()), e))?;
-            platform::sync_dir(saved_to)?;
-            cut_segment(&path, damage.cut_offset)?;
+        let changed_in_place = number == damage.cut_segment && (damage.cut_offset > 0 || damage.fix != Fix::Cut);
+        if changed_in_place {
+            if !saved.exists() {
+                // The copy is durable (its bytes and its directory entry) before the original changes.
+                std::fs::copy(&path, &saved).map_err(|e| Error::io(format!("saving {}", path.display()), e))?;
+                File::open(&saved)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| Error::io(format!("syncing {}", saved.display()), e))?;
+                platform::sync_dir(saved_to)?;
+            }
+            match damage.fix {
+                Fix::Cut | Fix::Resize => cut_segment(&path, damage.cut_offset)?,
+                Fix::Rewrite(marker) => write_marker(&path, damage.cut_offset, &marker)?,
+            }
+        } else if saved.exists() {
+            // Only an earlier pass's changes are lost with it: its original is saved.
+            std::fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
         } else {
             std::fs::rename(&path, &saved).map_err(|e| Error::io(format!("moving {} aside", path.display()), e))?;
         }
     }
     platform::sync_dir(saved_to)?;
     platform::sync_dir(dir)
+}
+
+/// Writes `marker` in the block at `offset` of a segment (buffered: no store is open), synced.
+fn write_marker(path: &Path, offset: u64, marker: &EndMarker) -> Result<()> {
+    let mut block = vec![0u8; BLOCK_BYTES];
+    marker.encode(&mut block);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    file.write_all_at(&block, offset)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| Error::io(format!("writing an end marker into {}", path.display()), e))
 }
 
 /// Zeroes a segment from `cut_offset` on, and gives it the size its header names again.
@@ -972,6 +1087,9 @@ fn cut_segment(path: &Path, cut_offset: u64) -> Result<()> {
 /// header, or start of a valid segment header, at or after the cut.
 fn claimed_end(dir: &Path, damage: &Damage) -> Result<u64> {
     let mut end = damage.position;
+    // What the bytes after the cut can hold at most (every record takes a header's bytes): a
+    // header or marker with a valid CRC can still lie about its position.
+    let mut bytes_after = 0u64;
     for (number, path) in segment::list_segments(dir)? {
         if number < damage.cut_segment {
             continue;
@@ -982,6 +1100,7 @@ fn claimed_end(dir: &Path, damage: &Damage) -> Result<u64> {
         }
         let Ok(map) = map_file(&path) else { continue };
         let from = if number == damage.cut_segment { damage.cut_offset as usize } else { 0 };
+        bytes_after += (map.len() as u64).saturating_sub(from as u64);
         let mut block = from - from % BLOCK_BYTES;
         while block < map.len() {
             let bytes = &map[block..];
@@ -997,5 +1116,5 @@ fn claimed_end(dir: &Path, damage: &Damage) -> Result<u64> {
             block += BLOCK_BYTES;
         }
     }
-    Ok(end)
+    Ok(end.min(damage.position + bytes_after / crate::constants::RECORD_HEADER_BYTES as u64))
 }

@@ -60,7 +60,7 @@ impl Input<'_> {
 fn segment_header(number: u64, first_position: u64) -> Vec<u8> {
     let mut block = vec![0u8; BLOCK];
     block[0..8].copy_from_slice(b"EVSEGMNT");
-    block[8..12].copy_from_slice(&1u32.to_le_bytes());
+    block[8..12].copy_from_slice(&2u32.to_le_bytes()); // the format version
     block[16..24].copy_from_slice(&number.to_le_bytes());
     block[24..32].copy_from_slice(&first_position.to_le_bytes());
     block[32..40].copy_from_slice(&(SEGMENT_BYTES as u64).to_le_bytes());

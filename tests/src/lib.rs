@@ -269,7 +269,7 @@ pub fn dir_changes(
 pub fn write_empty_segment_0(dir: &Path, first_position: u64, options: &Options) {
     let mut file = vec![0u8; options.segment_bytes as usize];
     file[0..8].copy_from_slice(b"EVSEGMNT");
-    file[8..12].copy_from_slice(&1u32.to_le_bytes());
+    file[8..12].copy_from_slice(&2u32.to_le_bytes()); // the format version
     file[24..32].copy_from_slice(&first_position.to_le_bytes());
     file[32..40].copy_from_slice(&options.segment_bytes.to_le_bytes());
     file[48..52].copy_from_slice(&(options.groups_in_flight_max as u32).to_le_bytes());
