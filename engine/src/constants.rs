@@ -37,7 +37,7 @@ pub const SEGMENT_NUMBER_MAX: u64 = (1 << (64 - LOCATION_OFFSET_BITS)) - 1;
 pub const GROUP_BYTES_LIMIT: usize = 256 << 20;
 /// Largest `Options::queue_appends_max`: the queue's slots are allocated at open (16 bytes each).
 pub const QUEUE_APPENDS_LIMIT: usize = 1 << 22;
-/// Segment mappings kept for readers (see index.rs); far below `vm.max_map_count`.
+/// Segment mappings kept for readers (see log/index.rs); far below `vm.max_map_count`.
 pub const SEGMENT_MAPS_MAX: usize = 256;
 
 /// Defaults for `Options`.
@@ -46,7 +46,7 @@ pub const GROUP_BYTES_MAX_DEFAULT: usize = 4 << 20;
 pub const GROUPS_IN_FLIGHT_MAX_DEFAULT: usize = 4;
 pub const BUSY_GROUP_BYTES_MIN_DEFAULT: usize = 256 << 10;
 pub const QUEUE_APPENDS_MAX_DEFAULT: usize = 65_536;
-/// Shards of the append queue (see queue.rs); `queue_appends_max` is split among them.
+/// Shards of the append queue (see write/queue.rs); `queue_appends_max` is split among them.
 pub const QUEUE_SHARDS: usize = 8;
 /// Requests the submitter takes off the queue per lock of the stream table.
 pub const DRAIN_BATCH_APPENDS: usize = 256;

@@ -23,21 +23,18 @@
 //! by byte in `docs/format.md`.
 
 mod buffer;
-mod commit;
 mod constants;
 mod error;
-mod index;
-mod io;
 mod lock;
+mod log;
 mod platform;
-mod queue;
-mod reader;
-mod record;
-mod recovery;
-mod segment;
+mod read;
+mod shared;
 mod store;
 #[doc(hidden)]
 pub mod testing;
+mod ticket;
+mod write;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -47,9 +44,10 @@ pub use constants::{
     QUEUE_APPENDS_LIMIT, RECORD_HEADER_BYTES, SEGMENT_BYTES_LIMIT, STREAM_ID_BYTES_MAX,
 };
 pub use error::{Error, Result};
-pub use reader::{AllEvents, StreamEvents};
-pub use recovery::RepairReport;
-pub use store::{Stats, Store, Ticket};
+pub use log::recovery::RepairReport;
+pub use read::reader::{AllEvents, StreamEvents};
+pub use store::{Stats, Store};
+pub use ticket::Ticket;
 
 /// How a group of appends is made durable before its waiters are told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,88 +1,25 @@
-//! The store handle, tickets and the state shared between producers, the submitter and readers.
-//!
-//! Protocol: a producer validates and encodes its events (body CRC included) on its own core,
-//! pushes one `Request` on the bounded queue and gets a [`Ticket`]. The submitter writes the
-//! request's first position into it when it places the request in a group, and publishes the
-//! durable watermark (`durable`: the number of durable events) once that group and every earlier
-//! one are durable. A ticket is done when `first + events <= durable`: completion by watermark,
-//! one atomic store per group, not one channel per event.
-//!
-//! A caller that must wait (a blocked `wait()` or a pending `.await`) registers a waker with the
-//! log end its append needs (0 while the append is not placed yet: woken at the next
-//! publication). The submitter wakes only the wakers whose target the new watermark reached, so a
-//! blocked thread is not woken for groups it does not wait for.
-//!
-//! Invariants: `durable` and `durable_end` only grow; nothing past them is acknowledged or
-//! returned to a reader; after `poisoned` is set they never move again. `durable_end` (the same
-//! end, as a location, which bounds stream reads) is stored just before `durable`, so that a
-//! caller whose ticket resolved always finds its events in a stream read; a stream read may thus
-//! return a durable group an instant before `durable_position()` counts it.
+//! The store handle: open (checks, lock, recovery, the submitter), append (validate and encode on
+//! the caller's core, push on the queue), reads, repair and close. The protocol between
+//! producers, the submitter and readers is in shared.rs; tickets are in ticket.rs.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{JoinHandle, Thread};
+use std::thread::JoinHandle;
 
 use crate::constants::*;
 use crate::error::{Error, Result};
-use crate::index::{stream_hash, Index};
 use crate::lock::DirLock;
-use crate::queue::AppendQueue;
-use crate::reader::{AllEvents, StreamEvents};
-use crate::recovery::RepairReport;
-use crate::{commit, platform, record, recovery};
-use crate::{Appended, Backend, Event, ExpectedVersion, Options};
-
-pub(crate) const PENDING: u64 = u64::MAX;
-pub(crate) const FAILED: u64 = u64::MAX - 1;
-
-/// One append on its way to the submitter.
-pub(crate) struct Request {
-    pub hash: u64,
-    /// The append-queue shard it was pushed into (chosen by the stream's hash).
-    pub shard: usize,
-    pub stream_len: usize,
-    pub expected: ExpectedVersion,
-    pub events: u32,
-    pub payload_bytes: u64,
-    /// The records, unsealed (see `record::encode_unsealed`).
-    pub encoded: record::RecordBytes,
-    /// `PENDING`, `FAILED`, or the position of the first event.
-    pub state: AtomicU64,
-    /// Version of the last event, valid once `state` holds a position.
-    pub version: AtomicU64,
-    pub error: OnceLock<Error>,
-}
-
-impl Request {
-    pub(crate) fn stream(&self) -> &[u8] {
-        &self.encoded[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + self.stream_len]
-    }
-
-    /// Records the failure. The caller must then call `Shared::wake_waiters`: nothing else
-    /// wakes a waiter whose append failed (the watermark does not move for it).
-    pub(crate) fn fail(&self, error: Error) {
-        let _ = self.error.set(error);
-        // SeqCst pairs with the waiters' SeqCst store of `wakers_waiting`: either the submitter
-        // sees the waker registered, or the waiter sees FAILED before it sleeps.
-        self.state.store(FAILED, Ordering::SeqCst);
-    }
-}
-
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub events: AtomicU64,
-    pub appends: AtomicU64,
-    pub groups: AtomicU64,
-    pub syncs: AtomicU64,
-    pub disk_bytes: AtomicU64,
-    pub record_bytes: AtomicU64,
-    pub payload_bytes: AtomicU64,
-    pub segments: AtomicU64,
-}
+use crate::log::index::{stream_hash, Index};
+use crate::log::record;
+use crate::log::recovery::{self, RepairReport};
+use crate::platform;
+use crate::read::reader::{AllEvents, StreamEvents};
+use crate::shared::{Counters, Shared};
+use crate::ticket::{Local, Ticket};
+use crate::write::queue::{AppendQueue, Request, PENDING};
+use crate::write::submitter;
+use crate::{Backend, Event, ExpectedVersion, Options};
 
 /// What the store did since it was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,85 +41,6 @@ pub struct Stats {
     pub payload_bytes: u64,
     /// Segments started.
     pub segments: u64,
-}
-
-pub(crate) struct Shared {
-    pub options: Options,
-    pub dir: PathBuf,
-    pub direct: bool,
-    pub queue: AppendQueue,
-    pub durable: AtomicU64,
-    /// The durable end as a location (see index.rs): every record located below it is durable.
-    /// Stored before `durable`, and like it only ever grows.
-    pub durable_end: AtomicU64,
-    pub closing: AtomicBool,
-    /// The submitter has exited: nothing more will become durable.
-    pub stopped: AtomicBool,
-    pub poisoned: OnceLock<String>,
-    pub submitter_sleeping: AtomicBool,
-    pub submitter_thread: OnceLock<Thread>,
-    pub wakers: Mutex<Vec<(u64, Waker)>>,
-    pub wakers_waiting: AtomicUsize,
-    pub index: Index,
-    pub counters: Counters,
-    pub backend: OnceLock<Backend>,
-}
-
-impl Shared {
-    /// Wakes blocked and async waiters whose appends may have completed.
-    ///
-    /// The wakers are called after the lock is released (a waker that polls its task inline
-    /// would otherwise re-enter `Ticket::register` and deadlock), and a waker that panics is
-    /// contained: it is the caller's code, running on the submitter thread.
-    pub(crate) fn wake_waiters(&self, everyone: bool) {
-        // Pairs with the SeqCst store of `wakers_waiting` in `Ticket::register`: a request's
-        // state is stored with Release ordering before this call, and the fence makes a waiter
-        // that registered too late for us to see it see that state in its re-check.
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if !everyone && self.wakers_waiting.load(Ordering::SeqCst) == 0 {
-            return;
-        }
-        let durable = self.durable.load(Ordering::SeqCst);
-        let mut due: smallvec::SmallVec<[Waker; 8]> = smallvec::SmallVec::new();
-        {
-            let mut wakers = self.lock_wakers();
-            let mut index = 0;
-            while index < wakers.len() {
-                if everyone || wakers[index].0 <= durable {
-                    due.push(wakers.swap_remove(index).1);
-                } else {
-                    index += 1;
-                }
-            }
-            self.wakers_waiting.store(wakers.len(), Ordering::SeqCst);
-        }
-        for waker in due {
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake())).is_err() {
-                tracing::error!("a waker of an evstore ticket panicked; its task was not woken");
-            }
-        }
-    }
-
-    /// The wakers list. A panic while it was held (only a waker's `clone` or `will_wake` can
-    /// panic there) leaves the list itself intact, so poisoning is ignored.
-    pub(crate) fn lock_wakers(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Waker)>> {
-        self.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    pub(crate) fn poison(&self, cause: String) {
-        if self.poisoned.set(cause.clone()).is_ok() {
-            tracing::error!(%cause, "evstore poisoned: no more appends are accepted");
-        }
-        self.wake_waiters(true);
-    }
-
-    fn wake_submitter(&self) {
-        if self.submitter_sleeping.load(Ordering::SeqCst) {
-            if let Some(thread) = self.submitter_thread.get() {
-                thread.unpark();
-            }
-        }
-    }
 }
 
 /// The unique owner of the submitter thread; dropping the last `Store` clone drops it.
@@ -228,20 +86,6 @@ impl Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         let _ = self.shutdown();
-    }
-}
-
-/// What the tickets of one `Store` value hold on to. Each clone of a `Store` gets its own, so
-/// producers on different threads (each with its own clone) do not bounce one shared reference
-/// count between their cores on every append and every wait: profiles of the seed workload
-/// showed those two atomic operations as the hottest instructions of `append` and `wait`.
-struct Local {
-    shared: Arc<Shared>,
-}
-
-impl Local {
-    fn new(shared: &Arc<Shared>) -> Arc<Local> {
-        Arc::new(Local { shared: shared.clone() })
     }
 }
 
@@ -352,7 +196,7 @@ impl Store {
             dir,
             direct,
         });
-        let submitter = commit::start(shared.clone(), recovered, lock)?;
+        let submitter = submitter::start(shared.clone(), recovered, lock)?;
         let local = Local::new(&shared);
         Ok(Store { handle: Arc::new(Handle { shared, submitter: Mutex::new(Some(submitter)) }), local })
     }
@@ -461,7 +305,7 @@ impl Store {
             }
         }
         shared.wake_submitter();
-        Ok(Ticket { request, local: self.local.clone(), blocked: false })
+        Ok(Ticket::new(request, self.local.clone()))
     }
 
     /// Events of `stream` from version `from_version` on, oldest first; only durable events.
@@ -483,7 +327,7 @@ impl Store {
 
     /// Version of the last durable event of `stream`, or `None` if it has none.
     pub fn stream_version(&self, stream: &str) -> Option<u64> {
-        crate::reader::last_durable_version(self.shared(), stream)
+        crate::read::reader::last_durable_version(self.shared(), stream)
     }
 
     /// Counters since open.
@@ -574,145 +418,4 @@ fn encode_event(
     }
     record::encode_unsealed(out, stream, &event.event_type, &event.metadata, &event.data, commit);
     Ok(())
-}
-
-/// Resolves once the append is durable (`wait()` blocks; `.await` works in any executor).
-#[must_use = "an append is only known durable once its ticket resolves"]
-pub struct Ticket {
-    request: Arc<Request>,
-    local: Arc<Local>,
-    /// Whether this ticket counts as a blocked caller of its shard (see queue.rs).
-    blocked: bool,
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        self.unblock();
-    }
-}
-
-impl std::fmt::Debug for Ticket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ticket").field("state", &self.request.state.load(Ordering::Relaxed)).finish()
-    }
-}
-
-impl Ticket {
-    fn shared(&self) -> &Shared {
-        &self.local.shared
-    }
-
-    /// The outcome, if known. `seq_cst` for the re-check done before sleeping.
-    fn check(&self, ordering: Ordering) -> Option<Result<Appended>> {
-        let state = self.request.state.load(ordering);
-        if state == FAILED {
-            return Some(Err(self.request.error.get().cloned().unwrap_or(Error::Closed)));
-        }
-        if state != PENDING {
-            let end = state + self.request.events as u64;
-            if end <= self.shared().durable.load(ordering) {
-                return Some(Ok(Appended { position: state, version: self.request.version.load(Ordering::Acquire) }));
-            }
-        }
-        if let Some(cause) = self.shared().poisoned.get() {
-            return Some(Err(Error::Poisoned { cause: cause.clone() }));
-        }
-        if self.shared().stopped.load(Ordering::SeqCst) {
-            // The submitter exited without taking this request: the store was closed first.
-            return Some(Err(Error::Closed));
-        }
-        None
-    }
-
-    /// Counts this caller as blocked on its append's shard, so the submitter writes the shard's appends
-    /// without waiting for more bytes. Called before the final check that precedes a sleep.
-    fn block(&mut self) {
-        if !self.blocked {
-            self.blocked = true;
-            self.shared().queue.enter_blocked(self.request.shard);
-        }
-    }
-
-    fn unblock(&mut self) {
-        if self.blocked {
-            self.blocked = false;
-            self.shared().queue.leave_blocked(self.request.shard);
-        }
-    }
-
-    /// Blocks until the append is durable (or failed).
-    pub fn wait(mut self) -> Result<Appended> {
-        if let Some(outcome) = self.check(Ordering::Acquire) {
-            return outcome;
-        }
-        self.block();
-        let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-        let outcome = loop {
-            self.register(&waker);
-            if let Some(outcome) = self.check(Ordering::SeqCst) {
-                break outcome;
-            }
-            // Woken by the submitter once the watermark reaches this ticket's target (or at the
-            // next publication while the append is not placed); a spurious return just loops.
-            std::thread::park();
-        };
-        // `Drop` takes this caller off its shard's blocked count.
-        outcome
-    }
-
-    /// Registers `waker` to be woken once the watermark reaches this ticket's end, or at the
-    /// next publication while the submitter has not placed the append yet (target 0).
-    fn register(&self, waker: &Waker) {
-        let state = self.request.state.load(Ordering::Acquire);
-        let target = if state == PENDING || state == FAILED { 0 } else { state + self.request.events as u64 };
-        let shared = self.shared();
-        let mut wakers = shared.lock_wakers();
-        // A waiter registered again without being woken must not pile up copies of its waker.
-        if !wakers.iter().any(|(t, w)| *t == target && w.will_wake(waker)) {
-            wakers.push((target, waker.clone()));
-        }
-        // SeqCst pairs with the submitter's SeqCst store of `durable` (and of a request's
-        // FAILED state): either it sees this waker, or the caller's re-check sees the outcome.
-        shared.wakers_waiting.store(wakers.len(), Ordering::SeqCst);
-    }
-
-    /// Whether the outcome is already known (durable or failed).
-    pub fn is_done(&self) -> bool {
-        self.check(Ordering::SeqCst).is_some()
-    }
-}
-
-/// Wakes a thread blocked in [`Ticket::wait`].
-struct ThreadWaker(std::thread::Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-impl Future for Ticket {
-    type Output = Result<Appended>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // A Ticket holds only pointers and a flag: it is Unpin.
-        let this = self.get_mut();
-        if let Some(outcome) = this.check(Ordering::Acquire) {
-            this.unblock();
-            return Poll::Ready(outcome);
-        }
-        this.block();
-        this.register(cx.waker());
-        match this.check(Ordering::SeqCst) {
-            Some(outcome) => {
-                this.unblock();
-                Poll::Ready(outcome)
-            }
-            None => Poll::Pending,
-        }
-    }
 }

@@ -240,7 +240,7 @@ impl FaultPlan {
 /// Fuzzing entry point: decodes and verifies the record at the start of `bytes` (see
 /// docs/format.md); whether it decoded. Whatever `bytes` holds, it must not panic.
 pub fn decode_record(bytes: &[u8]) -> bool {
-    match crate::record::decode(bytes) {
+    match crate::log::record::decode(bytes) {
         Ok(view) => {
             assert!(view.len <= bytes.len(), "a decoded record lies inside its input");
             true
@@ -252,11 +252,11 @@ pub fn decode_record(bytes: &[u8]) -> bool {
 /// Fuzzing entry point: decodes the group header at the start of `bytes`, of any length;
 /// whether it decoded (an all-zero header, the end of a segment's groups, does not count).
 pub fn decode_group_header(bytes: &[u8]) -> bool {
-    crate::record::GroupHeader::decode(bytes).is_ok()
+    crate::log::record::GroupHeader::decode(bytes).is_ok()
 }
 
 /// Fuzzing entry point: decodes the segment header block at the start of `bytes`, of any
 /// length; whether it decoded (an all-zero block, a prepared segment never used, does not count).
 pub fn decode_segment_header(bytes: &[u8]) -> bool {
-    matches!(crate::segment::SegmentHeader::decode(bytes), Ok(Some(_)))
+    matches!(crate::log::segment::SegmentHeader::decode(bytes), Ok(Some(_)))
 }

@@ -166,7 +166,7 @@ pub fn used_segments(dir: &Path) -> Vec<(u64, PathBuf)> {
     segments
 }
 
-/// Where a group sits in a segment file (see engine/src/record.rs for the layout).
+/// Where a group sits in a segment file (see engine/src/log/record.rs for the layout).
 #[derive(Debug, Clone, Copy)]
 pub struct GroupOnDisk {
     /// Byte offset of the 32-byte group header.

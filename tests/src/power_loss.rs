@@ -629,7 +629,7 @@ pub struct WriteInfo {
     pub len: usize,
     /// `None` for a segment header write or a close marker.
     pub group: Option<GroupHeader>,
-    /// An end marker (engine/src/record.rs): "closed", written by a clean close after the last
+    /// An end marker (engine/src/log/record.rs): "closed", written by a clean close after the last
     /// group, or "continued", written into a segment when the log moves on to the next.
     pub marker: bool,
     /// It is the "closed" one.

@@ -4,7 +4,7 @@
 //! size and segment size, appends from three threads while recording its I/O, ends with a clean
 //! close or a drop, and is cut by a power loss at a random point of its journal: half the time
 //! right around a segment header or an end marker write (a rollover, a close), the moments the
-//! end-marker rules of recovery.rs are about. The next generation's open must keep every append
+//! end-marker rules of engine/src/log/recovery.rs are about. The next generation's open must keep every append
 //! acknowledged before the crash and show a prefix of what the crashed generation wrote.
 //! Without this, a rule that holds for one fresh store could break the second time round: a
 //! rollover left half done, a segment started under another window than its header names, a

@@ -20,7 +20,7 @@
 //! Each shard also counts the callers blocked on a ticket of one of its appends. A producer
 //! thread blocked in `wait()` pushes nothing more until it is woken, so the shard's appends that
 //! sit in the open group are only waiting to be written: the submitter cuts the open group short
-//! for them (commit.rs), instead of holding it back for more bytes. (A pending `.await` counts
+//! for them (write/submitter.rs), instead of holding it back for more bytes. (A pending `.await` counts
 //! too, although its thread may go on appending; that only makes groups smaller.)
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -28,7 +28,13 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::store::Request;
+use std::sync::atomic::AtomicU64;
+use std::sync::OnceLock;
+
+use crate::constants::RECORD_HEADER_BYTES;
+use crate::error::Error;
+use crate::log::record;
+use crate::ExpectedVersion;
 
 pub(crate) struct AppendQueue {
     shards: Box<[ArrayQueue<Arc<Request>>]>,
@@ -101,6 +107,42 @@ impl AppendQueue {
     }
 }
 
+pub(crate) const PENDING: u64 = u64::MAX;
+pub(crate) const FAILED: u64 = u64::MAX - 1;
+
+/// One append on its way to the submitter.
+pub(crate) struct Request {
+    pub hash: u64,
+    /// The append-queue shard it was pushed into (chosen by the stream's hash).
+    pub shard: usize,
+    pub stream_len: usize,
+    pub expected: ExpectedVersion,
+    pub events: u32,
+    pub payload_bytes: u64,
+    /// The records, unsealed (see `record::encode_unsealed`).
+    pub encoded: record::RecordBytes,
+    /// `PENDING`, `FAILED`, or the position of the first event.
+    pub state: AtomicU64,
+    /// Version of the last event, valid once `state` holds a position.
+    pub version: AtomicU64,
+    pub error: OnceLock<Error>,
+}
+
+impl Request {
+    pub(crate) fn stream(&self) -> &[u8] {
+        &self.encoded[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + self.stream_len]
+    }
+
+    /// Records the failure. The caller must then call `Shared::wake_waiters`: nothing else
+    /// wakes a waiter whose append failed (the watermark does not move for it).
+    pub(crate) fn fail(&self, error: Error) {
+        let _ = self.error.set(error);
+        // SeqCst pairs with the waiters' SeqCst store of `wakers_waiting`: either the submitter
+        // sees the waker registered, or the waiter sees FAILED before it sleeps.
+        self.state.store(FAILED, Ordering::SeqCst);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,7 +168,7 @@ mod tests {
             events: tag,
             payload_bytes: 0,
             encoded: Default::default(),
-            state: crate::store::PENDING.into(),
+            state: PENDING.into(),
             version: 0.into(),
             error: Default::default(),
         })

@@ -30,13 +30,14 @@ use std::thread::JoinHandle;
 use crate::buffer::{round_up_block, AlignedBuf};
 use crate::constants::*;
 use crate::error::{Error, Result};
-use crate::index::{pack_location, GroupLocation};
-use crate::io::{portable::PortableIo, uring::UringIo, Completion, FaultyIo, GroupWrite, IoBackend, Stage};
 use crate::lock::DirLock;
-use crate::record::{self, GroupHeader};
-use crate::recovery::Recovered;
-use crate::segment::{self, Preparer, PreparerConfig, SegmentHeader};
-use crate::store::{Request, Shared};
+use crate::log::index::{pack_location, GroupLocation};
+use crate::log::record::{self, GroupHeader};
+use crate::log::recovery::Recovered;
+use crate::log::segment::{self, Preparer, PreparerConfig, SegmentHeader};
+use crate::shared::Shared;
+use crate::write::io::{portable::PortableIo, uring::UringIo, Completion, FaultyIo, GroupWrite, IoBackend, Stage};
+use crate::write::queue::Request;
 use crate::{platform, Backend, ExpectedVersion, SyncMode};
 
 /// Hints the CPU to load the cache line at `address`; a no-op where there is no such hint.
@@ -419,7 +420,7 @@ impl Submitter {
             Some(slot) => (self.slots[slot].len, self.slots[slot].offset),
             None => (GROUP_HEADER_BYTES, segment.write_offset),
         };
-        // The last block of a segment stays free for its end marker (record.rs).
+        // The last block of a segment stays free for its end marker (log/record.rs).
         len + bytes <= self.group_bytes_max
             && offset + (round_up_block(len + bytes) + BLOCK_BYTES) as u64 <= segment.bytes
     }
@@ -688,7 +689,7 @@ impl Submitter {
         // Before `durable`: a reader that sees a position as durable finds its location below
         // the durable end too.
         shared.durable_end.store(pack_location(meta.segment, meta.offset + meta.padded as u64), Ordering::SeqCst);
-        // SeqCst pairs with the waiters' SeqCst store of `wakers_waiting` (see store.rs).
+        // SeqCst pairs with the waiters' SeqCst store of `wakers_waiting` (see shared.rs).
         shared.durable.store(meta.end_position, Ordering::SeqCst);
     }
 
@@ -721,7 +722,7 @@ impl Submitter {
             group_bytes_max: self.group_bytes_max as u32,
         };
         // The header first, durable; then the marker in the segment that ends here, durable; only
-        // then groups in the new segment (recovery.rs relies on this order: a "continued" marker
+        // then groups in the new segment (log/recovery.rs relies on this order: a "continued" marker
         // proves the next header was written, and no group of the next segment exists without it).
         let written =
             self.write_block(&prepared.file, prepared.number, 0, |block| header.encode(block)).and_then(|()| {
@@ -740,7 +741,7 @@ impl Submitter {
             return Err(Error::Poisoned { cause });
         }
         // Nothing after the header write can fail: readers map the segment when they first need
-        // it (index.rs), so a failed mapping (RLIMIT_AS, ENOMEM) fails a read, never a rollover
+        // it (log/index.rs), so a failed mapping (RLIMIT_AS, ENOMEM) fails a read, never a rollover
         // that would leave a used, empty segment behind for each append that tried.
         self.shared.counters.segments.fetch_add(1, Ordering::Relaxed);
         self.segment = Some(ActiveSegment {

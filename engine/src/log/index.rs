@@ -26,7 +26,7 @@ use memmap2::Mmap;
 
 use crate::constants::{LOCATION_OFFSET_BITS, SEGMENT_MAPS_MAX};
 use crate::error::{Error, Result};
-use crate::segment;
+use crate::log::segment;
 use crate::testing::FaultPlan;
 
 pub(crate) fn pack_location(segment: u64, offset: u64) -> u64 {

@@ -18,9 +18,9 @@ use memmap2::Mmap;
 
 use crate::constants::GROUP_HEADER_BYTES;
 use crate::error::{Error, Result};
-use crate::index::{stream_hash, unpack_location, GroupLocation};
-use crate::record::{self, GroupHeader, RecordView};
-use crate::store::Shared;
+use crate::log::index::{stream_hash, unpack_location, GroupLocation};
+use crate::log::record::{self, GroupHeader, RecordView};
+use crate::shared::Shared;
 use crate::RecordedEvent;
 
 const CHUNK_EVENTS: usize = 1024;

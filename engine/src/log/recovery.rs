@@ -39,9 +39,9 @@ use memmap2::Mmap;
 use crate::buffer::{round_up_block, AlignedBuf};
 use crate::constants::{BLOCK_BYTES, GROUP_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_NUMBER_MAX, ZERO_CHUNK_BYTES};
 use crate::error::{Error, Result};
-use crate::index::{pack_location, stream_hash, GroupLocation, StreamTable};
-use crate::record::{self, EndMarker, GroupHeader, GroupHeaderError, MarkerKind};
-use crate::segment::{self, SegmentHeader};
+use crate::log::index::{pack_location, stream_hash, GroupLocation, StreamTable};
+use crate::log::record::{self, EndMarker, GroupHeader, GroupHeaderError, MarkerKind};
+use crate::log::segment::{self, SegmentHeader};
 use crate::{platform, Options};
 
 pub(crate) struct ActiveInfo {
@@ -62,7 +62,7 @@ pub(crate) struct Recovered {
     pub next_segment_number: u64,
     pub streams: StreamTable,
     pub groups: Vec<GroupLocation>,
-    /// Location (see index.rs) just past the last durable group: every record below it is durable.
+    /// Location (see log/index.rs) just past the last durable group: every record below it is durable.
     pub durable_end: u64,
 }
 

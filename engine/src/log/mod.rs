@@ -1,0 +1,7 @@
+//! What is on disk, used by both paths: records and groups (their encoding), segment files, the
+//! in-memory index of streams and groups, and recovery at open.
+
+pub(crate) mod index;
+pub(crate) mod record;
+pub(crate) mod recovery;
+pub(crate) mod segment;

@@ -1,0 +1,118 @@
+//! State shared by producers, the submitter and readers: the durable watermark (as a position
+//! and as a location), the wakers of waiting tickets, the poisoned and closing flags, the index
+//! and the counters. It stands below both the write path and the read path.
+//!
+//! Protocol (completion by watermark): the submitter writes an append's first position into its
+//! request when it places it in a group, and publishes the durable watermark (`durable`: the
+//! number of durable events) once that group and every earlier one are durable. A ticket is done
+//! when `first + events <= durable`: one atomic store per group, not one channel per event. A
+//! caller that must wait registers a waker with the log end its append needs (0 while the append
+//! is not placed yet: woken at the next publication); the submitter wakes only the wakers whose
+//! target the new watermark reached.
+//!
+//! Invariants: `durable` and `durable_end` only grow; nothing past them is acknowledged or
+//! returned to a reader; after `poisoned` is set they never move again. `durable_end` (the same
+//! end, as a location, which bounds stream reads) is stored just before `durable`, so that a
+//! caller whose ticket resolved always finds its events in a stream read; a stream read may thus
+//! return a durable group an instant before `durable_position()` counts it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::task::Waker;
+use std::thread::Thread;
+
+use crate::log::index::Index;
+use crate::write::queue::AppendQueue;
+use crate::{Backend, Options};
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub events: AtomicU64,
+    pub appends: AtomicU64,
+    pub groups: AtomicU64,
+    pub syncs: AtomicU64,
+    pub disk_bytes: AtomicU64,
+    pub record_bytes: AtomicU64,
+    pub payload_bytes: AtomicU64,
+    pub segments: AtomicU64,
+}
+
+pub(crate) struct Shared {
+    pub options: Options,
+    pub dir: PathBuf,
+    pub direct: bool,
+    pub queue: AppendQueue,
+    pub durable: AtomicU64,
+    /// The durable end as a location (see log/index.rs): every record located below it is durable.
+    /// Stored before `durable`, and like it only ever grows.
+    pub durable_end: AtomicU64,
+    pub closing: AtomicBool,
+    /// The submitter has exited: nothing more will become durable.
+    pub stopped: AtomicBool,
+    pub poisoned: OnceLock<String>,
+    pub submitter_sleeping: AtomicBool,
+    pub submitter_thread: OnceLock<Thread>,
+    pub wakers: Mutex<Vec<(u64, Waker)>>,
+    pub wakers_waiting: AtomicUsize,
+    pub index: Index,
+    pub counters: Counters,
+    pub backend: OnceLock<Backend>,
+}
+
+impl Shared {
+    /// Wakes blocked and async waiters whose appends may have completed.
+    ///
+    /// The wakers are called after the lock is released (a waker that polls its task inline
+    /// would otherwise re-enter `Ticket::register` and deadlock), and a waker that panics is
+    /// contained: it is the caller's code, running on the submitter thread.
+    pub(crate) fn wake_waiters(&self, everyone: bool) {
+        // Pairs with the SeqCst store of `wakers_waiting` in `Ticket::register`: a request's
+        // state is stored with Release ordering before this call, and the fence makes a waiter
+        // that registered too late for us to see it see that state in its re-check.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if !everyone && self.wakers_waiting.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let durable = self.durable.load(Ordering::SeqCst);
+        let mut due: smallvec::SmallVec<[Waker; 8]> = smallvec::SmallVec::new();
+        {
+            let mut wakers = self.lock_wakers();
+            let mut index = 0;
+            while index < wakers.len() {
+                if everyone || wakers[index].0 <= durable {
+                    due.push(wakers.swap_remove(index).1);
+                } else {
+                    index += 1;
+                }
+            }
+            self.wakers_waiting.store(wakers.len(), Ordering::SeqCst);
+        }
+        for waker in due {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake())).is_err() {
+                tracing::error!("a waker of an evstore ticket panicked; its task was not woken");
+            }
+        }
+    }
+
+    /// The wakers list. A panic while it was held (only a waker's `clone` or `will_wake` can
+    /// panic there) leaves the list itself intact, so poisoning is ignored.
+    pub(crate) fn lock_wakers(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Waker)>> {
+        self.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn poison(&self, cause: String) {
+        if self.poisoned.set(cause.clone()).is_ok() {
+            tracing::error!(%cause, "evstore poisoned: no more appends are accepted");
+        }
+        self.wake_waiters(true);
+    }
+
+    pub(crate) fn wake_submitter(&self) {
+        if self.submitter_sleeping.load(Ordering::SeqCst) {
+            if let Some(thread) = self.submitter_thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+}
