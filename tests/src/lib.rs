@@ -278,3 +278,25 @@ pub fn write_empty_segment_0(dir: &Path, first_position: u64, options: &Options)
     file[12..16].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(segment_path(dir, 0), file).expect("write segment 0");
 }
+
+/// The portable backend with 128 KiB segments and 64 KiB groups: a few dozen appends of
+/// [`filled_store`] span several segments.
+pub fn small_segment_options() -> Options {
+    let mut options = small_options(Backend::Portable);
+    options.segment_bytes = 128 << 10;
+    options
+}
+
+/// Opens `dir` with [`small_segment_options`], appends `appends` appends of two 3,000-byte
+/// events (one group of two blocks each) to streams `r-0` to `r-3`, each waited for, closes, and
+/// returns the log.
+pub fn filled_store(dir: &Path, appends: u32) -> Vec<RecordedEvent> {
+    let store = open(dir, small_segment_options()).expect("the portable backend opens");
+    for i in 0..appends {
+        let events = (0..2).map(|k| Event::new("Filled", vec![(i * 2 + k) as u8; 3000]));
+        store.append(&format!("r-{}", i % 4), ExpectedVersion::Any, events).expect("append").wait().expect("durable");
+    }
+    let events = read_all(&store);
+    store.close().expect("close");
+    events
+}

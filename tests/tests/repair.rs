@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use evstore::{Error, Event, ExpectedVersion, Store};
+use evstore_tests::small_segment_options as options;
 use evstore_tests::{
-    check_log_shape, damage, groups_on_disk, open, read_all, segment_path, small_options, temp_dir, used_segments,
-    watchdog,
+    check_log_shape, damage, filled_store, groups_on_disk, read_all, segment_path, temp_dir, used_segments, watchdog,
 };
 
 /// Every file in `dir` (not in subdirectories) with its contents.
@@ -25,23 +25,9 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 /// A store over several 128 KiB segments, closed; returns its events.
 fn filled(dir: &Path) -> Vec<evstore::RecordedEvent> {
-    let mut options = small_options(evstore::Backend::Portable);
-    options.segment_bytes = 128 << 10;
-    let store = open(dir, options).expect("portable backend opens");
-    for i in 0..60u32 {
-        let events = (0..2).map(|k| Event::new("Filled", vec![(i * 2 + k) as u8; 3000]));
-        store.append(&format!("r-{}", i % 4), ExpectedVersion::Any, events).expect("append").wait().expect("durable");
-    }
-    let events = read_all(&store);
-    store.close().expect("close");
+    let events = filled_store(dir, 60);
     assert!(used_segments(dir).len() >= 3, "the damage needs segments after it");
     events
-}
-
-fn options() -> evstore::Options {
-    let mut options = small_options(evstore::Backend::Portable);
-    options.segment_bytes = 128 << 10;
-    options
 }
 
 #[test]

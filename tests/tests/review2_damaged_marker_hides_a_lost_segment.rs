@@ -10,26 +10,12 @@
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 
-use evstore::{Backend, Event, ExpectedVersion, Options, Store};
-use evstore_tests::{
-    damage, groups_on_disk, open, read_all, segment_path, small_options, temp_dir, used_segments, watchdog,
-};
-
-fn options() -> Options {
-    let mut options = small_options(Backend::Portable);
-    options.segment_bytes = 128 << 10;
-    options
-}
+use evstore::Store;
+use evstore_tests::small_segment_options as options;
+use evstore_tests::{damage, filled_store, groups_on_disk, read_all, segment_path, temp_dir, used_segments, watchdog};
 
 fn fill(dir: &Path) -> usize {
-    let store = open(dir, options()).expect("the portable backend opens");
-    for i in 0..50u32 {
-        let events = (0..2).map(|k| Event::new("Filled", vec![(i * 2 + k) as u8; 3000]));
-        store.append(&format!("r-{}", i % 4), ExpectedVersion::Any, events).expect("append").wait().expect("durable");
-    }
-    let n = read_all(&store).len();
-    store.close().expect("close");
-    n
+    filled_store(dir, 50).len()
 }
 
 #[test]

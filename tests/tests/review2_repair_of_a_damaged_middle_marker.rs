@@ -11,26 +11,14 @@
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 
-use evstore::{Backend, Event, ExpectedVersion, Options, RecordedEvent, Store};
+use evstore::{RecordedEvent, Store};
+use evstore_tests::small_segment_options as options;
 use evstore_tests::{
-    check_log_shape, damage, groups_on_disk, open, read_all, segment_path, small_options, temp_dir, used_segments,
-    watchdog,
+    check_log_shape, damage, filled_store, groups_on_disk, read_all, segment_path, temp_dir, used_segments, watchdog,
 };
 
-fn options() -> Options {
-    let mut options = small_options(Backend::Portable);
-    options.segment_bytes = 128 << 10;
-    options
-}
-
 fn fill(dir: &Path) -> Vec<RecordedEvent> {
-    let store = open(dir, options()).expect("the portable backend opens");
-    for i in 0..50u32 {
-        let events = (0..2).map(|k| Event::new("Filled", vec![(i * 2 + k) as u8; 3000]));
-        store.append(&format!("r-{}", i % 4), ExpectedVersion::Any, events).expect("append").wait().expect("durable");
-    }
-    let events = read_all(&store);
-    store.close().expect("close");
+    let events = filled_store(dir, 50);
     assert!(used_segments(dir).len() >= 4, "segments after the damaged marker");
     events
 }

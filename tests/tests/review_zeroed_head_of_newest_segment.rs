@@ -10,28 +10,16 @@
 
 use std::path::Path;
 
-use evstore::{Backend, Error, Event, ExpectedVersion, Options, RecordedEvent, Store};
+use evstore::{Error, RecordedEvent, Store};
+use evstore_tests::small_segment_options as options;
 use evstore_tests::{
-    damage, dir_changes, dir_files, groups_on_disk, open, read_all, small_options, temp_dir, used_segments, watchdog,
+    damage, dir_changes, dir_files, filled_store, groups_on_disk, read_all, temp_dir, used_segments, watchdog,
 };
 
 /// 128 KiB segments: 45 appends of two 3,000-byte events (one group of two blocks each) fill
 /// segments 0 and 1 and put 15 groups into segment 2.
-fn options() -> Options {
-    let mut options = small_options(Backend::Portable);
-    options.segment_bytes = 128 << 10;
-    options
-}
-
 fn fill(dir: &Path) -> Vec<RecordedEvent> {
-    let store = open(dir, options()).expect("the portable backend opens");
-    for i in 0..45u32 {
-        let events = (0..2).map(|k| Event::new("Filled", vec![(i * 2 + k) as u8; 3000]));
-        store.append(&format!("r-{}", i % 4), ExpectedVersion::Any, events).expect("append").wait().expect("durable");
-    }
-    let events = read_all(&store);
-    store.close().expect("close");
-    events
+    filled_store(dir, 45)
 }
 
 fn expect_refused(name: &str, harm: fn(&Path)) {
