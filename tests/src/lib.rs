@@ -300,3 +300,27 @@ pub fn filled_store(dir: &Path, appends: u32) -> Vec<RecordedEvent> {
     store.close().expect("close");
     events
 }
+
+/// For damage that costs no event (it lies outside the log, or what it destroyed can be told
+/// from what follows): `open` with `options` must give back `before` exactly, or refuse, and then
+/// one `Store::repair` must give it back exactly. `what` names the damage in the failure.
+pub fn assert_nothing_lost_to(dir: &Path, options: &Options, before: &[RecordedEvent], what: &str) {
+    if let Ok(store) = Store::open(dir, options.clone()) {
+        assert_eq!(read_all(&store), before, "every event");
+        store.close().expect("close");
+        return;
+    }
+    let report = Store::repair(dir, options.clone()).expect("repair").expect("damage found");
+    let store = Store::open(dir, options.clone()).expect("open after repair");
+    let after = read_all(&store);
+    check_log_shape(&store);
+    store.close().expect("close");
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "repair dropped {} of {} intact acknowledged events for {what} ({report:?})",
+        before.len() - after.len(),
+        before.len()
+    );
+    assert_eq!(after, before);
+}

@@ -1085,6 +1085,24 @@ fn verify_inner(
 // ---------------------------------------------------------------------------------------------
 // Failure reports
 
+/// Records run `run` of `config` (on disk or under `root`, as the config says) and builds its
+/// oracle; problems with the run itself go to `failures`.
+pub fn record_run(config: &RunConfig, root: &Path, run: usize, failures: &mut Failures) -> (Recording, Oracle) {
+    let record_root = if config.on_disk { std::env::temp_dir() } else { root.to_path_buf() };
+    let dir = fresh_dir(&record_root, "pl-run");
+    let mut problems = Vec::new();
+    let recording = record(config, dir.path(), &mut problems);
+    for problem in problems {
+        failures.add("the recorded run itself", run, || problem);
+    }
+    let mut problems = Vec::new();
+    let oracle = Oracle::new(&recording, &mut problems);
+    for problem in problems {
+        failures.add("the recorded run's own log", run, || problem);
+    }
+    (recording, oracle)
+}
+
 /// Collects check failures: prints the first few of each kind in full (with a reproduction),
 /// counts the rest, and fails the test at the end.
 pub struct Failures {

@@ -18,8 +18,8 @@ use std::time::Instant;
 
 use evstore::{Backend, Error};
 use evstore_tests::power_loss::{
-    fresh_dir, image_root, io_uring_works, kept_dir, mix, only_run, open_catching, seed, verify_store, CrashImage,
-    Failures, Oracle, RunConfig, Timeline,
+    fresh_dir, image_root, io_uring_works, kept_dir, mix, only_run, open_catching, record_run, seed, verify_store,
+    CrashImage, Failures, RunConfig, Timeline,
 };
 use evstore_tests::{watchdog, Rng};
 
@@ -43,21 +43,7 @@ fn every_crash_image_keeps_every_acknowledged_append() {
         }
         runs += 1;
         let config = RunConfig::new(seed, run, uring);
-        let recording = {
-            let record_root = if config.on_disk { std::env::temp_dir() } else { root.clone() };
-            let dir = fresh_dir(&record_root, "pl-run");
-            let mut problems = Vec::new();
-            let recording = evstore_tests::power_loss::record(&config, dir.path(), &mut problems);
-            for problem in problems {
-                failures.add("the recorded run itself", run, || problem);
-            }
-            recording
-        };
-        let mut problems = Vec::new();
-        let oracle = Oracle::new(&recording, &mut problems);
-        for problem in problems {
-            failures.add("the recorded run's own log", run, || problem);
-        }
+        let (recording, oracle) = record_run(&config, &root, run, &mut failures);
         let timeline = Timeline::new(&recording.journal);
         let in_flight = timeline.in_flight_points();
         println!(

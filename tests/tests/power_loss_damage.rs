@@ -20,7 +20,7 @@ use std::time::Instant;
 use evstore::{Backend, Error};
 use evstore_tests::power_loss::{
     classify, damage, file_changes, fresh_dir, image_root, io_uring_works, kept_dir, mix, only_run, open_catching,
-    points_at_damage, seed, verify_store, DiskImage, Failures, Layout, Oracle, RunConfig, Timeline, DAMAGE_KINDS,
+    points_at_damage, record_run, seed, verify_store, DiskImage, Failures, Layout, RunConfig, Timeline, DAMAGE_KINDS,
 };
 use evstore_tests::{watchdog, Rng};
 
@@ -46,21 +46,7 @@ fn damage_outside_a_torn_tail_is_refused_without_changing_a_byte() {
             continue;
         }
         let config = RunConfig::new(seed ^ SALT, run, uring);
-        let recording = {
-            let record_root = if config.on_disk { std::env::temp_dir() } else { root.clone() };
-            let dir = fresh_dir(&record_root, "pl-run");
-            let mut problems = Vec::new();
-            let recording = evstore_tests::power_loss::record(&config, dir.path(), &mut problems);
-            for problem in problems {
-                failures.add("the recorded run itself", run, || problem);
-            }
-            recording
-        };
-        let mut problems = Vec::new();
-        let oracle = Oracle::new(&recording, &mut problems);
-        for problem in problems {
-            failures.add("the recorded run's own log", run, || problem);
-        }
+        let (recording, oracle) = record_run(&config, &root, run, &mut failures);
         let timeline = Timeline::new(&recording.journal);
         // The end of the run, and moments in the middle where nothing was in flight.
         let quiet = timeline.quiescent_points();
