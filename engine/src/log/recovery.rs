@@ -182,9 +182,6 @@ struct Pending {
     segment: u64,
     offset: u64,
     reason: String,
-    /// false: a cut drops `segment` whole. true: `segment` is the last used segment of the prefix
-    /// (a truncated file) and a cut keeps its groups.
-    keeps_groups: bool,
     /// The file is longer than its header says: giving it back its size drops nothing.
     extended: bool,
 }
@@ -201,9 +198,7 @@ fn classify(files: Vec<SegmentFile>) -> Classified {
     let mut used: Vec<(SegmentFile, SegmentHeader)> = Vec::new();
     let mut unused: Vec<SegmentFile> = Vec::new();
     let mut pending = None;
-    let damage = |segment: u64, offset: u64, reason: String| {
-        Some(Pending { segment, offset, reason, keeps_groups: false, extended: false })
-    };
+    let damage = |segment: u64, offset: u64, reason: String| Some(Pending { segment, offset, reason, extended: false });
     for file in files {
         if file.number > SEGMENT_NUMBER_MAX {
             pending = damage(file.number, 0, format!("segment number out of range (at most {SEGMENT_NUMBER_MAX})"));
@@ -254,7 +249,6 @@ fn classify(files: Vec<SegmentFile>) -> Classified {
                             "the file is {} bytes long, its header says {}: it was truncated or extended",
                             file.len, header.segment_bytes
                         ),
-                        keeps_groups: true,
                         extended: file.len > header.segment_bytes,
                     });
                     let header = *header;
@@ -723,14 +717,13 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
         }
     }
     if let Some(pending) = pending {
-        // The truncated segment itself when it keeps its groups; else the end of the last segment
-        // scanned (dropping its "continued" marker with the damaged segment), or the damaged
-        // segment whole.
+        // The cut starts where the last segment scanned ends: a truncated segment (scanned last)
+        // keeps its whole groups; any other segment named here goes whole, with the "continued"
+        // marker of the one before it. With nothing scanned, the damaged segment goes whole.
         let (cut_segment, cut_offset) = match previous_end {
             Some((number, end)) => (number, end as u64),
             None => (pending.segment, 0),
         };
-        debug_assert!(!pending.keeps_groups || cut_segment == pending.segment);
         if pending.extended {
             return Err(Failure::Damage(Damage {
                 segment: pending.segment,
@@ -880,13 +873,7 @@ pub(crate) fn recover(dir: &Path, options: &Options, direct: bool) -> Result<Rec
     }
     if let Some((number, offset, marker)) = &clean.missing_marker {
         tracing::info!(segment = number, "finishing a rollover a crash interrupted");
-        let path = segment::segment_path(dir, *number);
-        let mut block = AlignedBuf::new(BLOCK_BYTES);
-        marker.encode(block.as_mut_slice());
-        let file = segment::open_for_write(&path, direct)?;
-        file.write_all_at(block.as_slice(), *offset)
-            .and_then(|()| file.sync_data())
-            .map_err(|e| Error::io(format!("writing the end marker of {}", path.display()), e))?;
+        write_marker(&segment::segment_path(dir, *number), *offset, marker, direct)?;
     }
     for path in &clean.unused {
         std::fs::remove_file(path).map_err(|e| Error::io(format!("removing unused segment {}", path.display()), e))?;
@@ -1031,7 +1018,7 @@ fn mend(dir: &Path, damage: &Damage, saved_to: &Path) -> Result<()> {
             }
             match damage.fix {
                 Fix::Cut | Fix::Resize => cut_segment(&path, damage.cut_offset)?,
-                Fix::Rewrite(marker) => write_marker(&path, damage.cut_offset, &marker)?,
+                Fix::Rewrite(marker) => write_marker(&path, damage.cut_offset, &marker, false)?,
             }
         } else if saved.exists() {
             // Only an earlier pass's changes are lost with it: its original is saved.
@@ -1044,15 +1031,12 @@ fn mend(dir: &Path, damage: &Damage, saved_to: &Path) -> Result<()> {
     platform::sync_dir(dir)
 }
 
-/// Writes `marker` in the block at `offset` of a segment (buffered: no store is open), synced.
-fn write_marker(path: &Path, offset: u64, marker: &EndMarker) -> Result<()> {
-    let mut block = vec![0u8; BLOCK_BYTES];
-    marker.encode(&mut block);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    file.write_all_at(&block, offset)
+/// Writes `marker` in the block at `offset` of a segment, synced (O_DIRECT when `direct`).
+fn write_marker(path: &Path, offset: u64, marker: &EndMarker, direct: bool) -> Result<()> {
+    let mut block = AlignedBuf::new(BLOCK_BYTES);
+    marker.encode(block.as_mut_slice());
+    let file = segment::open_for_write(path, direct)?;
+    file.write_all_at(block.as_slice(), offset)
         .and_then(|()| file.sync_data())
         .map_err(|e| Error::io(format!("writing an end marker into {}", path.display()), e))
 }
