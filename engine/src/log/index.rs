@@ -139,6 +139,15 @@ impl Index {
         groups.get(at - 1).map(|&group| (at - 1, group))
     }
 
+    /// Runs `f` over the locations of `name`'s records in version order (version `v` at index
+    /// `v`), or returns `None` if the stream is unknown. The read path's only way into the
+    /// stream table: `f` runs under the table's lock, so it must only copy or search the
+    /// locations, never touch the log.
+    pub(crate) fn with_stream<R>(&self, hash: u64, name: &[u8], f: impl FnOnce(&[u64]) -> R) -> Option<R> {
+        let streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        streams.get(hash, name).map(|entry| f(&entry.locations))
+    }
+
     pub(crate) fn group_at(&self, index: usize) -> Option<GroupLocation> {
         self.groups.read().unwrap_or_else(PoisonError::into_inner).get(index).copied()
     }

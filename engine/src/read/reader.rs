@@ -12,7 +12,7 @@
 //! left half-done lies past the durable end, where readers never look.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 
@@ -101,15 +101,15 @@ impl StreamEvents {
     fn refill(&mut self) {
         self.chunk.clear();
         self.chunk_at = 0;
-        let streams = self.shared.index.streams.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = streams.get(self.hash, self.stream.as_bytes()) {
-            let from = (self.next_version as usize).min(entry.locations.len());
-            let to = (from + CHUNK_EVENTS).min(entry.locations.len());
-            let locations = &entry.locations[from..to];
+        let (chunk, next_version, durable_end) = (&mut self.chunk, self.next_version, self.durable_end);
+        self.shared.index.with_stream(self.hash, self.stream.as_bytes(), |all| {
+            let from = (next_version as usize).min(all.len());
+            let to = (from + CHUNK_EVENTS).min(all.len());
+            let locations = &all[from..to];
             // Locations grow with versions: the durable ones are a prefix.
-            let durable = locations.partition_point(|&location| location < self.durable_end);
-            self.chunk.extend_from_slice(&locations[..durable]);
-        }
+            let durable = locations.partition_point(|&location| location < durable_end);
+            chunk.extend_from_slice(&locations[..durable]);
+        });
     }
 }
 
@@ -159,9 +159,9 @@ impl Iterator for StreamEvents {
 /// every batch) is held.
 pub(crate) fn last_durable_version(shared: &Shared, stream: &str) -> Option<u64> {
     let durable_end = shared.durable_end.load(Ordering::Acquire);
-    let streams = shared.index.streams.lock().unwrap_or_else(PoisonError::into_inner);
-    let locations = &streams.get(stream_hash(stream), stream.as_bytes())?.locations;
-    let durable_count = locations.partition_point(|&location| location < durable_end);
+    let durable_count = shared.index.with_stream(stream_hash(stream), stream.as_bytes(), |locations| {
+        locations.partition_point(|&location| location < durable_end)
+    })?;
     (durable_count as u64).checked_sub(1)
 }
 
