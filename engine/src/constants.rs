@@ -39,6 +39,11 @@ pub const GROUP_BYTES_LIMIT: usize = 256 << 20;
 pub const QUEUE_APPENDS_LIMIT: usize = 1 << 22;
 /// Segment mappings kept for readers (see log/index.rs); far below `vm.max_map_count`.
 pub const SEGMENT_MAPS_MAX: usize = 256;
+/// Most envelopes a subscription buffers (and hands in one batch): its memory bound.
+pub const SUBSCRIPTION_BATCH_MAX: usize = 4096;
+/// A live subscription that finds more than this many durable events it has not read yet turns
+/// historic again until it catches up (see read/subscription.rs).
+pub const LIVE_LAG_MAX: u64 = 4096;
 
 /// Defaults for `Options`.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 256 << 20;

@@ -19,7 +19,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::task::Waker;
+use std::task::{Wake, Waker};
 use std::thread::Thread;
 
 use crate::log::index::Index;
@@ -101,6 +101,20 @@ impl Shared {
         self.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Registers `waker` to be woken once the durable watermark reaches `target` (0: at the next
+    /// publication). A caller registers, then re-checks what it waits for with `SeqCst`, then
+    /// sleeps: either the submitter sees the waker, or the re-check sees the new watermark.
+    pub(crate) fn register_waker(&self, target: u64, waker: &Waker) {
+        let mut wakers = self.lock_wakers();
+        // A waiter registered again without being woken must not pile up copies of its waker.
+        if !wakers.iter().any(|(t, w)| *t == target && w.will_wake(waker)) {
+            wakers.push((target, waker.clone()));
+        }
+        // SeqCst pairs with the submitter's SeqCst store of `durable` (and of a request's
+        // FAILED state): either it sees this waker, or the caller's re-check sees the outcome.
+        self.wakers_waiting.store(wakers.len(), Ordering::SeqCst);
+    }
+
     pub(crate) fn poison(&self, cause: String) {
         if self.poisoned.set(cause.clone()).is_ok() {
             tracing::error!(%cause, "evstore poisoned: no more appends are accepted");
@@ -114,5 +128,25 @@ impl Shared {
                 thread.unpark();
             }
         }
+    }
+}
+
+/// Wakes a thread blocked in `Ticket::wait` or in a blocking read of a subscription.
+pub(crate) struct ThreadWaker(pub std::thread::Thread);
+
+impl ThreadWaker {
+    /// A waker that unparks the current thread.
+    pub(crate) fn current() -> Waker {
+        Waker::from(std::sync::Arc::new(ThreadWaker(std::thread::current())))
+    }
+}
+
+impl Wake for ThreadWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.0.unpark();
     }
 }

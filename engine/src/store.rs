@@ -15,11 +15,12 @@ use crate::log::record;
 use crate::log::recovery::{self, RepairReport};
 use crate::platform;
 use crate::read::reader::{AllEvents, StreamEvents};
+use crate::read::subscription::Subscription;
 use crate::shared::{Counters, Shared};
 use crate::ticket::{Local, Ticket};
 use crate::write::queue::{AppendQueue, Request, PENDING};
 use crate::write::submitter;
-use crate::{Backend, Event, ExpectedVersion, Options};
+use crate::{Backend, Event, ExpectedVersion, Options, RecordedEvent, END};
 
 /// What the store did since it was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -309,15 +310,50 @@ impl Store {
     }
 
     /// Events of `stream` from version `from_version` on, oldest first; only durable events.
-    /// A stream that does not exist reads as empty.
+    /// A stream that does not exist reads as empty. The read is a snapshot: it sees the events
+    /// durable when it was made. Limit it with [`StreamEvents::max_count`]; read without copying
+    /// with [`StreamEvents::next_ref`].
     pub fn read_stream(&self, stream: &str, from_version: u64) -> Result<StreamEvents> {
         validate_stream(stream)?;
-        Ok(StreamEvents::new(self.shared().clone(), stream, from_version))
+        Ok(StreamEvents::new(self.shared().clone(), stream, from_version, false))
     }
 
-    /// Every durable event from `from_position` on, in log order.
+    /// Events of `stream` from version `from_version` down to version 0, newest first; from the
+    /// last durable event if `from_version` is past it (pass [`crate::END`]).
+    pub fn read_stream_backwards(&self, stream: &str, from_version: u64) -> Result<StreamEvents> {
+        validate_stream(stream)?;
+        Ok(StreamEvents::new(self.shared().clone(), stream, from_version, true))
+    }
+
+    /// The last durable event of `stream`, or `None` if it has none.
+    pub fn last_event(&self, stream: &str) -> Result<Option<RecordedEvent>> {
+        self.read_stream_backwards(stream, END)?.next().transpose()
+    }
+
+    /// Every durable event from `from_position` on, in log order. The read is a snapshot: it
+    /// sees the events durable when it was made (follow the log with [`Store::subscribe_all`]).
     pub fn read_all(&self, from_position: u64) -> Result<AllEvents> {
-        Ok(AllEvents::new(self.shared().clone(), from_position))
+        Ok(AllEvents::new(self.shared().clone(), from_position, false))
+    }
+
+    /// Every durable event from `from_position` down to position 0, newest first; from the last
+    /// durable event if `from_position` is past it (pass [`crate::END`]).
+    pub fn read_all_backwards(&self, from_position: u64) -> Result<AllEvents> {
+        Ok(AllEvents::new(self.shared().clone(), from_position, true))
+    }
+
+    /// Follows the whole log from `from_position` on: every durable event from there (history,
+    /// flagged historic), then every event as it becomes durable (live), each exactly once, in
+    /// position order. To resume after a restart, pass the position after the last event handled.
+    pub fn subscribe_all(&self, from_position: u64) -> Result<Subscription> {
+        Ok(Subscription::all(self.shared().clone(), from_position))
+    }
+
+    /// Follows `stream` from version `from_version` on, as [`Store::subscribe_all`] follows the
+    /// log: history, then live events, each version exactly once, in order.
+    pub fn subscribe_stream(&self, stream: &str, from_version: u64) -> Result<Subscription> {
+        validate_stream(stream)?;
+        Ok(Subscription::stream(self.shared().clone(), stream, from_version))
     }
 
     /// Number of durable events, which is also the position the next event will get.

@@ -5,10 +5,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
-use crate::shared::Shared;
+use crate::shared::{Shared, ThreadWaker};
 use crate::write::queue::{Request, FAILED, PENDING};
 use crate::Appended;
 
@@ -101,7 +101,7 @@ impl Ticket {
             return outcome;
         }
         self.block();
-        let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+        let waker = ThreadWaker::current();
         let outcome = loop {
             self.register(&waker);
             if let Some(outcome) = self.check(Ordering::SeqCst) {
@@ -120,33 +120,12 @@ impl Ticket {
     fn register(&self, waker: &Waker) {
         let state = self.request.state.load(Ordering::Acquire);
         let target = if state == PENDING || state == FAILED { 0 } else { state + self.request.events as u64 };
-        let shared = self.shared();
-        let mut wakers = shared.lock_wakers();
-        // A waiter registered again without being woken must not pile up copies of its waker.
-        if !wakers.iter().any(|(t, w)| *t == target && w.will_wake(waker)) {
-            wakers.push((target, waker.clone()));
-        }
-        // SeqCst pairs with the submitter's SeqCst store of `durable` (and of a request's
-        // FAILED state): either it sees this waker, or the caller's re-check sees the outcome.
-        shared.wakers_waiting.store(wakers.len(), Ordering::SeqCst);
+        self.shared().register_waker(target, waker);
     }
 
     /// Whether the outcome is already known (durable or failed).
     pub fn is_done(&self) -> bool {
         self.check(Ordering::SeqCst).is_some()
-    }
-}
-
-/// Wakes a thread blocked in [`Ticket::wait`].
-struct ThreadWaker(std::thread::Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
     }
 }
 
