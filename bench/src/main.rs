@@ -7,6 +7,7 @@ mod channel;
 mod machine;
 mod naive;
 mod raw;
+mod read;
 mod report;
 mod sqlite;
 mod workload;
@@ -42,6 +43,9 @@ enum Command {
     Seed(SeedArgs),
     /// Low load: one small event at a time, each waited before the next (space and latency).
     Lowload(LowloadArgs),
+    /// The read side over the seed's events: stream reads (warm, cold), read_all, subscription
+    /// catch-up and live delivery, beside pread and SQLite.
+    Read(read::ReadArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -134,6 +138,7 @@ fn main() {
     let result = match Cli::parse().command {
         Command::Seed(args) => seed(&args),
         Command::Lowload(args) => lowload(&args),
+        Command::Read(args) => read::run(&args),
     };
     if let Err(message) = result {
         eprintln!("evstore-bench: error: {message}");

@@ -21,7 +21,7 @@ use crate::channel::{ChannelClient, Counters, Message};
 const DB_FILE: &str = "events.db";
 const WAL_FILE: &str = "events.db-wal";
 
-const SCHEMA: &str = "CREATE TABLE events (
+pub const SCHEMA: &str = "CREATE TABLE events (
     position INTEGER PRIMARY KEY,
     stream TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -31,7 +31,7 @@ const SCHEMA: &str = "CREATE TABLE events (
 )";
 
 /// `position` is left out: as the rowid alias SQLite assigns it, one past the largest so far.
-const INSERT: &str = "INSERT INTO events (stream, version, event_type, data) VALUES (?1, ?2, ?3, ?4)";
+pub const INSERT: &str = "INSERT INTO events (stream, version, event_type, data) VALUES (?1, ?2, ?3, ?4)";
 
 /// The files' sizes when the writer stopped, before the connection closed: closing the last
 /// connection checkpoints the WAL into the database and deletes it, which the run never waited for.

@@ -41,9 +41,9 @@ pub const QUEUE_APPENDS_LIMIT: usize = 1 << 22;
 pub const SEGMENT_MAPS_MAX: usize = 256;
 /// Most envelopes a subscription buffers (and hands in one batch): its memory bound.
 pub const SUBSCRIPTION_BATCH_MAX: usize = 4096;
-/// A live subscription that finds more than this many durable events it has not read yet turns
-/// historic again until it catches up (see read/subscription.rs).
-pub const LIVE_LAG_MAX: u64 = 4096;
+/// A live subscription turns historic again, until it catches up, once more than this many
+/// groups have become durable since it last reached the durable end (see read/subscription.rs).
+pub const LIVE_LAG_GROUPS_MAX: u64 = 16;
 
 /// Defaults for `Options`.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 256 << 20;

@@ -47,6 +47,9 @@ pub(crate) struct Shared {
     /// The durable end as a location (see log/index.rs): every record located below it is durable.
     /// Stored before `durable`, and like it only ever grows.
     pub durable_end: AtomicU64,
+    /// When `durable` last moved (`platform::monotonic_ns`), stored just before it: what the
+    /// bench measures live delivery from.
+    pub published_ns: AtomicU64,
     pub closing: AtomicBool,
     /// The submitter has exited: nothing more will become durable.
     pub stopped: AtomicBool,

@@ -183,6 +183,7 @@ impl Store {
             queue: AppendQueue::new(options.queue_appends_max, QUEUE_SHARDS),
             durable: AtomicU64::new(recovered.next_position),
             durable_end: AtomicU64::new(recovered.durable_end),
+            published_ns: AtomicU64::new(0),
             closing: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             poisoned: OnceLock::new(),
@@ -214,7 +215,7 @@ impl Store {
         recovery::repair(&dir, &options)
     }
 
-    fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.handle.shared
     }
 

@@ -18,6 +18,10 @@
 //! [`decode_record`], [`decode_group_header`] and [`decode_segment_header`] hand the crate-private
 //! decoders to the fuzz targets in `fuzz/` (`just fuzz record_decode`): each says whether its
 //! input decoded, and the property fuzzed is that none of them ever panics.
+//!
+//! [`bench`] gives the bench binary what its baselines and latency figures need from inside a
+//! store: where a stream's records lie (for the `pread` baseline), a way to drop the read
+//! mappings (cold reads), and when the durable watermark last moved (live delivery).
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -259,4 +263,55 @@ pub fn decode_group_header(bytes: &[u8]) -> bool {
 /// length; whether it decoded (an all-zero block, a prepared segment never used, does not count).
 pub fn decode_segment_header(bytes: &[u8]) -> bool {
     matches!(crate::log::segment::SegmentHeader::decode(bytes), Ok(Some(_)))
+}
+
+/// Hooks for the bench binary (see the module docs). Not a stable API.
+pub mod bench {
+    use std::path::PathBuf;
+    use std::sync::atomic::Ordering;
+
+    use crate::log::index::{stream_hash, unpack_location};
+    use crate::log::segment::segment_path;
+    use crate::Store;
+
+    /// Where each durable record of `stream` lies, in version order: (segment file, offset,
+    /// length).
+    pub fn stream_record_spans(store: &Store, stream: &str) -> crate::Result<Vec<(PathBuf, u64, usize)>> {
+        let shared = store.shared();
+        let end = shared.durable_end.load(Ordering::Acquire);
+        let locations = shared
+            .index
+            .with_stream(stream_hash(stream), stream.as_bytes(), |all| {
+                all.iter().copied().take_while(|&location| location < end).collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let mut spans = Vec::with_capacity(locations.len());
+        for location in locations {
+            let (segment, offset) = unpack_location(location);
+            let map = shared.index.segment(segment)?;
+            let view = crate::log::record::decode(&map[offset..]).map_err(|reason| crate::Error::Corrupted {
+                segment,
+                offset: offset as u64,
+                reason,
+            })?;
+            spans.push((segment_path(&shared.dir, segment), offset as u64, view.len));
+        }
+        Ok(spans)
+    }
+
+    /// Drops the store's cached segment mappings, so that `posix_fadvise(DONTNEED)` can evict
+    /// the pages and the next read maps and faults them in again.
+    pub fn drop_mappings(store: &Store) {
+        store.shared().index.drop_mappings();
+    }
+
+    /// CLOCK_MONOTONIC now, in nanoseconds.
+    pub fn now_ns() -> u64 {
+        crate::platform::monotonic_ns()
+    }
+
+    /// When the durable watermark last moved (CLOCK_MONOTONIC, nanoseconds; 0: not since open).
+    pub fn published_ns(store: &Store) -> u64 {
+        store.shared().published_ns.load(Ordering::Relaxed)
+    }
 }

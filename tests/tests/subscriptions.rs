@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use evstore::{Backend, Envelope, Event, ExpectedVersion, Store, Subscription, LIVE_LAG_MAX};
+use evstore::{Backend, Envelope, Event, ExpectedVersion, Store, Subscription, LIVE_LAG_GROUPS_MAX};
 use evstore_tests::{backends, open, small_options, temp_dir, watchdog};
 
 fn append(store: &Store, stream: &str, event_type: &str) {
@@ -143,9 +143,10 @@ fn a_slow_subscriber_turns_historic_again_and_never_holds_up_the_writer() {
     assert!(next(&mut sub).historic());
     append(&store, "s", "A");
     assert!(!next(&mut sub).historic(), "caught up: live");
-    // The subscriber does not read while the writer appends far more than LIVE_LAG_MAX events:
-    // every append completes (the writer never waits for it).
-    let behind = (LIVE_LAG_MAX / 100 + 10) * 100;
+    // The subscriber does not read while the writer appends far more than LIVE_LAG_GROUPS_MAX
+    // groups (each append is waited for: a group each): every append completes (the writer never
+    // waits for a subscriber).
+    let behind = (LIVE_LAG_GROUPS_MAX + 10) * 100;
     let events: Vec<_> = (0..100).map(|_| Event::new("B", "b")).collect();
     for _ in 0..behind / 100 {
         store.append("s", ExpectedVersion::Any, events.clone()).unwrap().wait().unwrap();
@@ -164,6 +165,15 @@ fn a_slow_subscriber_turns_historic_again_and_never_holds_up_the_writer() {
     let live = next(&mut sub);
     assert_eq!((live.position(), live.event_type()), (2 + behind, "C"));
     assert!(!live.historic(), "caught up again: live");
+    // A few groups (fewer than LIVE_LAG_GROUPS_MAX) of many events each while it does not read:
+    // still live, however many events they hold.
+    let big: Vec<_> = (0..900).map(|_| Event::new("D", "d")).collect();
+    for _ in 0..3 {
+        store.append("s", ExpectedVersion::Any, big.clone()).unwrap().wait().unwrap();
+    }
+    for k in 0..2700 {
+        assert!(!next(&mut sub).historic(), "event {k} of 3 groups handed live");
+    }
     store.close().unwrap();
 }
 
@@ -307,6 +317,11 @@ fn the_async_stream_waits_without_blocking_and_is_woken_by_new_events() {
     let mut cx = Context::from_waker(&waker);
     assert!(futures_core::Stream::poll_next(Pin::new(&mut sub), &mut cx).is_pending());
     append(&store, "s", "B");
+    // The ticket may resolve an instant before the submitter calls the subscription's waker.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !flag.0.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
     assert!(flag.0.load(Ordering::SeqCst), "the append woke the task");
     match futures_core::Stream::poll_next(Pin::new(&mut sub), &mut cx) {
         Poll::Ready(Some(Ok(envelope))) => {

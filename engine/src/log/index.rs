@@ -131,6 +131,13 @@ impl Index {
         Ok(map)
     }
 
+    /// Forgets every cached mapping (readers keep the ones they hold): the bench's cold reads.
+    pub(crate) fn drop_mappings(&self) {
+        let mut cache = self.segments.lock();
+        cache.maps.clear();
+        cache.order.clear();
+    }
+
     /// Index into `groups` of the durable group holding `position`, or of the first group if the
     /// log starts after `position`.
     pub(crate) fn group_of(&self, position: u64) -> Option<(usize, GroupLocation)> {
@@ -169,7 +176,14 @@ impl SegmentMaps {
         // SAFETY: a segment file is never truncated while the store is open (the directory lock
         // keeps every other writer out), and readers only look at bytes of durable groups, which
         // are never written again.
-        unsafe { Mmap::map(&file) }.map_err(|e| Error::io(context(), e))
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(context(), e))?;
+        // No readahead on faults: a stream read touches one record here and one far away there,
+        // and the device's readahead window (8 MiB on this machine's virtual disk) made a cold
+        // 1,000-event stream read fetch megabytes per record. Sequential readers (read_all,
+        // subscriptions) ask for their readahead explicitly (MADV_WILLNEED, read/reader.rs).
+        // A hint only: if it is refused, reads are as correct, just slower when cold.
+        let _ = map.advise(memmap2::Advice::Random);
+        Ok(map)
     }
 }
 

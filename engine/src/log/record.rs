@@ -48,6 +48,60 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
 
+/// Pieces shorter than this go to [`crc_short`]; longer ones to the crc32c crate, whose 3-way
+/// interleaved loop wins once a piece is a few hundred bytes long.
+const CRC_SHORT_MAX: usize = 256;
+
+/// CRC32C of `bytes` continuing from `crc`, as `crc32c::crc32c_append` computes it.
+///
+/// Why not always the crate: it walks to an 8-byte boundary one byte at a time (3 cycles of
+/// latency each) and finishes the tail the same way, before and after its 8-byte loop. Records
+/// are packed back to back, so their three checksummed pieces start anywhere, and for a seed
+/// event's 90-byte record those byte steps were a third of the cost of reading it (a 1,000-event
+/// stream read: 62 us with the crate's CRC, 39 us with none). Unaligned 8-byte loads cost nothing
+/// extra on x86-64, so short pieces take 8 bytes at a time from wherever they start.
+#[inline]
+pub(crate) fn crc_append(crc: u32, bytes: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if bytes.len() < CRC_SHORT_MAX && std::arch::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: SSE 4.2 is present (checked just above; std caches the answer).
+        return unsafe { crc_short(crc, bytes) };
+    }
+    crc32c::crc32c_append(crc, bytes)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn crc_short(crc: u32, bytes: &[u8]) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u16, _mm_crc32_u32, _mm_crc32_u64, _mm_crc32_u8};
+    let mut state = u64::from(!crc);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        state = _mm_crc32_u64(state, u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+    }
+    let mut state = state as u32;
+    let mut rest = chunks.remainder();
+    if rest.len() >= 4 {
+        state = _mm_crc32_u32(state, u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")));
+        rest = &rest[4..];
+    }
+    if rest.len() >= 2 {
+        state = _mm_crc32_u16(state, u16::from_le_bytes(rest[..2].try_into().expect("2 bytes")));
+        rest = &rest[2..];
+    }
+    if let Some(&last) = rest.first() {
+        state = _mm_crc32_u8(state, last);
+    }
+    !state
+}
+
+/// The CRC of a record of `len` bytes at the start of `bytes`: its body, then bytes [8, 32),
+/// then bytes [0, 4).
+#[inline]
+pub(crate) fn record_crc(bytes: &[u8], len: usize) -> u32 {
+    crc_append(crc_append(crc_append(0, &bytes[RECORD_HEADER_BYTES..len]), &bytes[8..32]), &bytes[0..4])
+}
+
 /// Encoded length of one event's record.
 pub(crate) fn record_len(stream: &str, event_type: &str, metadata: &[u8], data: &[u8]) -> usize {
     RECORD_HEADER_BYTES + stream.len() + event_type.len() + metadata.len() + data.len()
@@ -89,7 +143,7 @@ pub(crate) fn encode_unsealed(
     }
     debug_assert_eq!(out.len() - start, len);
     let record = &mut out[start..];
-    let body_crc = crc32c::crc32c(&record[RECORD_HEADER_BYTES..]);
+    let body_crc = crc_append(0, &record[RECORD_HEADER_BYTES..]);
     record[4..8].copy_from_slice(&body_crc.to_le_bytes());
 }
 
@@ -101,7 +155,7 @@ pub(crate) fn seal(record: &mut [u8], position: u64, version: u64, timestamp_us:
     record[8..14].copy_from_slice(&u48_to_bytes(position));
     record[14..20].copy_from_slice(&u48_to_bytes(version));
     record[24..32].copy_from_slice(&timestamp_us.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c_append(body_crc, &record[8..32]), &record[0..4]);
+    let crc = crc_append(crc_append(body_crc, &record[8..32]), &record[0..4]);
     record[4..8].copy_from_slice(&crc.to_le_bytes());
     len
 }
@@ -147,10 +201,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<RecordView<'_>, String> {
         return Err(format!("record length {len} out of range (at most {} bytes left)", bytes.len()));
     }
     let stored_crc = u32_at(bytes, 4);
-    let crc = crc32c::crc32c_append(
-        crc32c::crc32c_append(crc32c::crc32c(&bytes[RECORD_HEADER_BYTES..len]), &bytes[8..32]),
-        &bytes[0..4],
-    );
+    let crc = record_crc(bytes, len);
     if crc != stored_crc {
         return Err(format!("record checksum mismatch: stored {stored_crc:#010x}, computed {crc:#010x}"));
     }
@@ -395,6 +446,17 @@ mod tests {
         use proptest::prelude::*;
 
         proptest! {
+            /// The short-piece CRC equals the crate's, for every length, start and seed.
+            #[test]
+            fn crc_append_equals_the_crates(
+                bytes in prop::collection::vec(any::<u8>(), 0..600),
+                start in 0usize..9,
+                seed in any::<u32>(),
+            ) {
+                let piece = &bytes[start.min(bytes.len())..];
+                prop_assert_eq!(crc_append(seed, piece), crc32c::crc32c_append(seed, piece));
+            }
+
             /// The decoder meets torn and damaged bytes in recovery and on every read: whatever
             /// it is given, it returns an error or a view inside the input, and never panics.
             #[test]

@@ -32,7 +32,7 @@ use std::task::{Context, Poll, Waker};
 
 use memmap2::Mmap;
 
-use crate::constants::{LIVE_LAG_MAX, SUBSCRIPTION_BATCH_MAX};
+use crate::constants::{LIVE_LAG_GROUPS_MAX, SUBSCRIPTION_BATCH_MAX};
 use crate::error::{Error, Result};
 use crate::read::reader::{EventRef, Located, LogCursor, StreamCursor};
 use crate::shared::{Shared, ThreadWaker};
@@ -135,6 +135,8 @@ pub struct Subscription {
     shared: Arc<Shared>,
     source: Source,
     live: bool,
+    /// Durable groups counted when the subscription last reached the durable end.
+    groups_at_end: u64,
     buffer: VecDeque<Envelope>,
     /// Envelopes at the front of `buffer` handed out by the last batch call: dropped at the next.
     handed: usize,
@@ -158,6 +160,7 @@ impl Subscription {
             shared,
             source,
             live: false,
+            groups_at_end: 0,
             buffer: VecDeque::new(),
             handed: 0,
             ended: false,
@@ -188,7 +191,9 @@ impl Subscription {
         if !self.buffer.is_empty() {
             return Ok(self.buffer.len());
         }
-        if self.live && self.backlog() > LIVE_LAG_MAX {
+        // Read before the end is: a group published meanwhile counts towards the next fill.
+        let groups = self.shared.counters.groups.load(Ordering::Acquire);
+        if self.live && groups - self.groups_at_end > LIVE_LAG_GROUPS_MAX {
             // Fallen behind: what it reads now is history again, until it catches up.
             self.live = false;
         }
@@ -220,6 +225,7 @@ impl Subscription {
         if reached_end {
             // Everything durable was read: what becomes durable from now on is live.
             self.live = true;
+            self.groups_at_end = groups;
         }
         Ok(self.buffer.len())
     }

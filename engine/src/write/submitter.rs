@@ -689,6 +689,7 @@ impl Submitter {
         // Before `durable`: a reader that sees a position as durable finds its location below
         // the durable end too.
         shared.durable_end.store(pack_location(meta.segment, meta.offset + meta.padded as u64), Ordering::SeqCst);
+        shared.published_ns.store(platform::monotonic_ns(), Ordering::Relaxed);
         // SeqCst pairs with the waiters' SeqCst store of `wakers_waiting` (see shared.rs).
         shared.durable.store(meta.end_position, Ordering::SeqCst);
     }
