@@ -7,6 +7,7 @@ mod channel;
 mod machine;
 mod naive;
 mod raw;
+mod reopen;
 mod report;
 mod sqlite;
 mod workload;
@@ -42,6 +43,8 @@ enum Command {
     Seed(SeedArgs),
     /// Low load: one small event at a time, each waited before the next (space and latency).
     Lowload(LowloadArgs),
+    /// Reopen times (clean, after SIGKILL, without a checkpoint) and index bytes per event.
+    Reopen(reopen::ReopenArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -134,6 +137,7 @@ fn main() {
     let result = match Cli::parse().command {
         Command::Seed(args) => seed(&args),
         Command::Lowload(args) => lowload(&args),
+        Command::Reopen(args) => reopen::reopen(&args),
     };
     if let Err(message) = result {
         eprintln!("evstore-bench: error: {message}");
