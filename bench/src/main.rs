@@ -8,6 +8,7 @@ mod machine;
 mod naive;
 mod raw;
 mod read;
+mod reopen;
 mod report;
 mod sqlite;
 mod workload;
@@ -46,6 +47,8 @@ enum Command {
     /// The read side over the seed's events: stream reads (warm, cold), read_all, subscription
     /// catch-up and live delivery, beside pread and SQLite.
     Read(read::ReadArgs),
+    /// Reopen times (clean, after SIGKILL, without a checkpoint) and index bytes per event.
+    Reopen(reopen::ReopenArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -139,6 +142,7 @@ fn main() {
         Command::Seed(args) => seed(&args),
         Command::Lowload(args) => lowload(&args),
         Command::Read(args) => read::run(&args),
+        Command::Reopen(args) => reopen::reopen(&args),
     };
     if let Err(message) = result {
         eprintln!("evstore-bench: error: {message}");

@@ -37,6 +37,15 @@ pub const SEGMENT_NUMBER_MAX: u64 = (1 << (64 - LOCATION_OFFSET_BITS)) - 1;
 pub const GROUP_BYTES_LIMIT: usize = 256 << 20;
 /// Largest `Options::queue_appends_max`: the queue's slots are allocated at open (16 bytes each).
 pub const QUEUE_APPENDS_LIMIT: usize = 1 << 22;
+/// Streams a store holds: stream ids are `u32` in memory (log/index.rs). An append that would
+/// create one more fails with `Error::LogFull`.
+pub const STREAMS_MAX: usize = u32::MAX as usize;
+/// Default `Options::checkpoint_log_bytes`: an index checkpoint after every 256 MiB of log
+/// (one default segment), so a crash rescans at most that much.
+pub const CHECKPOINT_LOG_BYTES_DEFAULT: u64 = 256 << 20;
+/// Locations a checkpoint writer copies per hold of the stream table's read lock: the
+/// submitter's publication waits at most for one such copy (tens of microseconds).
+pub const CHECKPOINT_CHUNK_LOCATIONS: usize = 1 << 16;
 /// Segment mappings kept for readers (see log/index.rs); far below `vm.max_map_count`.
 pub const SEGMENT_MAPS_MAX: usize = 256;
 /// Most envelopes a subscription buffers (and hands in one batch): its memory bound.

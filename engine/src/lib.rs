@@ -128,6 +128,11 @@ pub struct Options {
     /// all go into one, picked by its hash); a full shard blocks its producers. At most
     /// [`QUEUE_APPENDS_LIMIT`]. Default 65,536.
     pub queue_appends_max: usize,
+    /// Write an index checkpoint in the background once this many bytes of log (and at least as
+    /// many as the last checkpoint file holds) became durable since the last one, so that an
+    /// open after a crash scans only the log after it; one is also written at every clean close.
+    /// 0: only at close (and on [`Store::checkpoint`]). Default 256 MiB.
+    pub checkpoint_log_bytes: u64,
     /// Allow a directory on a file system that does not survive power loss (tmpfs, ramfs).
     pub allow_volatile: bool,
     /// Allow buffered I/O where the file system refuses O_DIRECT.
@@ -148,6 +153,7 @@ impl Default for Options {
             groups_in_flight_max: constants::GROUPS_IN_FLIGHT_MAX_DEFAULT,
             busy_group_bytes_min: constants::BUSY_GROUP_BYTES_MIN_DEFAULT,
             queue_appends_max: constants::QUEUE_APPENDS_MAX_DEFAULT,
+            checkpoint_log_bytes: constants::CHECKPOINT_LOG_BYTES_DEFAULT,
             allow_volatile: false,
             allow_buffered_io: false,
             faults: None,

@@ -383,6 +383,26 @@ impl Store {
         }
     }
 
+    /// Resident bytes of the in-memory index (both stream tables, their shared names, the group
+    /// directory), estimated from the capacities of its tables. It walks every stream under the
+    /// readers' lock: a diagnostic, not for a hot loop.
+    pub fn index_bytes(&self) -> u64 {
+        self.shared().index.resident_bytes() as u64
+    }
+
+    /// Writes an index checkpoint of the durable log now, on this thread, and waits until it is
+    /// durable (checkpoints are also written in the background and at close; see
+    /// `Options::checkpoint_log_bytes`). Does nothing if the checkpoint on disk is already up to
+    /// date, the log is empty, or the store runs with `SyncMode::None`. Fails with
+    /// [`Error::Poisoned`] on a poisoned store, [`Error::Closed`] once the store is closed,
+    /// [`Error::Io`] if the file cannot be written (the log is unaffected).
+    pub fn checkpoint(&self) -> Result<()> {
+        if let Some(cause) = self.shared().poisoned.get() {
+            return Err(Error::Poisoned { cause: cause.clone() });
+        }
+        crate::log::checkpoint::write(self.shared()).map(|_| ())
+    }
+
     /// The backend in use (`IoUring` or `Portable`; `Auto` is resolved at open).
     pub fn backend(&self) -> Backend {
         *self.shared().backend.get().unwrap_or(&Backend::Portable)

@@ -1,6 +1,16 @@
 //! Recovery at open: classify the segment files, verify every group and record, rebuild the
 //! stream table and the group directory, and cut a torn tail; or refuse to open on damage.
 //!
+//! With a usable index checkpoint (checkpoint.rs), the stream table and the group directory of
+//! the log it covers come from it, and only the groups after it are verified record by record;
+//! everything else is checked as without it: every file's header, size and number, the end
+//! markers and the bytes after them in every finished segment, the torn tail. A checkpoint is
+//! usable only if it covers the same segment files (number, first position, creation time) and
+//! the last group it covers is still in the log byte for byte; otherwise (and when it is missing
+//! or damaged) recovery scans the whole log, with a warning, and removes it once the log checked
+//! out. Damage found after a checkpoint is confirmed by a full scan, so the damage reported (and
+//! where `repair` cuts) is the first in the log, as without a checkpoint.
+//!
 //! The rule (the argument is in docs/design.md, "Recovery"): a crash can only leave
 //! - trailing segment files that were never used: `.evs.partial` leftovers of a preparation, and
 //!   `.evs` files whose header block is zero or torn with nothing written after it (a header is
@@ -37,9 +47,11 @@ use std::time::Instant;
 use memmap2::Mmap;
 
 use crate::buffer::{round_up_block, AlignedBuf};
+use crate::constants::STREAMS_MAX;
 use crate::constants::{BLOCK_BYTES, GROUP_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_NUMBER_MAX, ZERO_CHUNK_BYTES};
 use crate::error::{Error, Result};
-use crate::log::index::{pack_location, stream_hash, GroupLocation, StreamTable};
+use crate::log::checkpoint::{self, Checkpoint};
+use crate::log::index::{pack_location, stream_hash, GroupLocation, SegmentSummary, StreamTable};
 use crate::log::record::{self, EndMarker, GroupHeader, GroupHeaderError, MarkerKind};
 use crate::log::segment::{self, SegmentHeader};
 use crate::{platform, Options};
@@ -62,8 +74,13 @@ pub(crate) struct Recovered {
     pub next_segment_number: u64,
     pub streams: StreamTable,
     pub groups: Vec<GroupLocation>,
+    /// Every used segment, oldest first; the last one is the active segment (no end yet).
+    pub segments: Vec<SegmentSummary>,
     /// Location (see log/index.rs) just past the last durable group: every record below it is durable.
     pub durable_end: u64,
+    /// The position the checkpoint on disk covers, if recovery used one, and its size.
+    pub checkpoint_position: Option<u64>,
+    pub checkpoint_bytes: u64,
 }
 
 /// How `repair` mends a damage.
@@ -132,6 +149,8 @@ struct SegmentFile {
     kind: Kind,
     /// Whether the block after the header holds anything (where the first group goes).
     written_after_header: bool,
+    /// Its modification time, ns since the epoch (compared with a checkpoint's).
+    modified_ns: u64,
 }
 
 fn open_read(path: &Path) -> Result<File> {
@@ -154,6 +173,7 @@ fn inspect(number: u64, path: &Path) -> Result<SegmentFile> {
             len: 0,
             kind: Kind::NotAFile(format!("the segment's name is taken by {what}")),
             written_after_header: false,
+            modified_ns: 0,
         });
     }
     let file = open_read(path)?;
@@ -166,7 +186,8 @@ fn inspect(number: u64, path: &Path) -> Result<SegmentFile> {
         Err(reason) => Kind::Torn(reason),
     };
     let written_after_header = prefix.get(SEGMENT_HEADER_BYTES..).is_some_and(|b| b.iter().any(|&x| x != 0));
-    Ok(SegmentFile { number, path: path.to_path_buf(), len, kind, written_after_header })
+    let modified_ns = checkpoint::modified_ns_of(path)?;
+    Ok(SegmentFile { number, path: path.to_path_buf(), len, kind, written_after_header, modified_ns })
 }
 
 fn map_file(path: &Path) -> Result<Mmap> {
@@ -348,9 +369,9 @@ impl Scan {
         })
     }
 
-    /// Verifies and applies the groups of one segment until the first zero or bad group.
-    fn segment(&mut self, number: u64, map: &[u8]) -> Scanned<SegmentEnd> {
-        let mut offset = SEGMENT_HEADER_BYTES;
+    /// Verifies and applies the groups of one segment from `offset` (the first group, or where
+    /// a checkpoint ends) until the first zero or bad group.
+    fn segment(&mut self, number: u64, map: &[u8], mut offset: usize) -> Scanned<SegmentEnd> {
         loop {
             let header = match GroupHeader::decode(map.get(offset..).unwrap_or(&[])) {
                 Ok(header) => header,
@@ -418,7 +439,7 @@ impl Scan {
     ) -> Scanned<Option<String>> {
         let mut at = group_offset + GROUP_HEADER_BYTES;
         // `GroupHeader::decode` bounds `events` by the group's length, and the length by the map.
-        let mut applied: Vec<(u64, usize)> = Vec::with_capacity(header.events as usize);
+        let mut applied: Vec<u32> = Vec::with_capacity(header.events as usize);
         let mut last_commit = false;
         let mut problem = None;
         for k in 0..header.events as u64 {
@@ -432,7 +453,10 @@ impl Scan {
             let position = header.first_position + k;
             let stream = view.stream;
             let hash = stream_hash(std::str::from_utf8(stream).unwrap_or(""));
-            let entry = self.streams.get_or_insert(hash, stream);
+            let Some(id) = self.streams.get_or_insert(hash, stream) else {
+                return Err(Failure::Io(Error::LogFull { what: "stream table", max: STREAMS_MAX as u64 }));
+            };
+            let entry = self.streams.entry_mut(id);
             if view.position != position || view.version != entry.locations.len() as u64 {
                 let reason = format!(
                     "record for {}@{} at position {} does not follow {}@{} at position {position}",
@@ -442,11 +466,11 @@ impl Scan {
                     String::from_utf8_lossy(stream),
                     entry.locations.len()
                 );
-                self.undo(&applied, bytes);
+                self.undo(&applied);
                 return Err(self.damage(number, at as u64, reason, group_offset as u64));
             }
             entry.locations.push(pack_location(number, at as u64));
-            applied.push((hash, at));
+            applied.push(id);
             last_commit = view.commit;
             at += view.len;
         }
@@ -457,16 +481,15 @@ impl Scan {
             problem = Some("group ends inside an append".into());
         }
         if problem.is_some() {
-            self.undo(&applied, bytes);
+            self.undo(&applied);
         }
         Ok(problem)
     }
 
     /// Pops the locations a group pushed, newest first.
-    fn undo(&mut self, applied: &[(u64, usize)], bytes: &[u8]) {
-        for &(hash, at) in applied.iter().rev() {
-            let view = record::decode(&bytes[at..]).expect("decoded when applied");
-            self.streams.get_or_insert(hash, view.stream).locations.pop();
+    fn undo(&mut self, applied: &[u32]) {
+        for &id in applied.iter().rev() {
+            self.streams.entry_mut(id).locations.pop();
         }
     }
 }
@@ -480,10 +503,63 @@ struct Clean {
     missing_marker: Option<(u64, u64, EndMarker)>,
     unused: Vec<PathBuf>,
     segments: usize,
+    /// Whether the checkpoint given to the scan was used.
+    used_checkpoint: bool,
 }
 
-/// Reads the whole log without changing anything.
-fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
+/// Cuts `checkpoint` back to the start of its covered segment `index` (which stays covered, with
+/// no group): the tables keep only what lies before it.
+fn cut_back(checkpoint: &mut Checkpoint, index: usize) {
+    let start = pack_location(checkpoint.segments[index].number, 0);
+    checkpoint.segments.truncate(index + 1);
+    checkpoint.modified_ns.truncate(index + 1);
+    let groups = checkpoint.groups.partition_point(|g| pack_location(g.segment, g.offset) < start);
+    checkpoint.groups.truncate(groups);
+    checkpoint.streams.truncate_to(start);
+}
+
+/// Why `checkpoint` does not describe a prefix of the log whose used segments are `used`, if it
+/// does not.
+fn checkpoint_misfit(
+    dir: &Path,
+    checkpoint: &Checkpoint,
+    used: &[(SegmentFile, SegmentHeader)],
+) -> Result<Option<String>> {
+    if checkpoint.segments.len() > used.len() {
+        return Ok(Some(format!(
+            "it covers {} segments, the log has {} (cut or removed since)",
+            checkpoint.segments.len(),
+            used.len()
+        )));
+    }
+    for (covered, (file, header)) in checkpoint.segments.iter().zip(used) {
+        if covered.number != file.number
+            || covered.first_position != header.first_position
+            || covered.created_us != header.created_us
+        {
+            return Ok(Some(format!(
+                "segment {} is not the file it covered (another log, or written again)",
+                file.number
+            )));
+        }
+        if covered.end_offset < SEGMENT_HEADER_BYTES as u64
+            || covered.end_offset + BLOCK_BYTES as u64 > header.segment_bytes
+        {
+            return Ok(Some(format!(
+                "it ends segment {} at offset {}, outside the segment",
+                file.number, covered.end_offset
+            )));
+        }
+    }
+    if !checkpoint::last_group_matches(dir, checkpoint)? {
+        return Ok(Some("the last group it covers is not in the log (cut or written again since)".into()));
+    }
+    Ok(None)
+}
+
+/// Reads the whole log without changing anything; with `checkpoint`, only what comes after it,
+/// if it fits the log (else it is ignored, with a warning).
+fn scan(dir: &Path, options: &Options, checkpoint: Option<Checkpoint>) -> Scanned<Clean> {
     let mut files = Vec::new();
     for (number, path) in segment::list_segments(dir)? {
         files.push(inspect(number, &path)?);
@@ -510,6 +586,17 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
     let mut unused: Vec<PathBuf> = unused.into_iter().map(|(_, path)| path).collect();
     unused.extend(segment::list_partials(dir)?);
     let segments = used.len();
+    let checkpoint = match checkpoint {
+        Some(checkpoint) => match checkpoint_misfit(dir, &checkpoint, &used)? {
+            None => Some(checkpoint),
+            Some(reason) => {
+                tracing::warn!(%reason, "the index checkpoint does not fit the log; scanning the whole log");
+                None
+            }
+        },
+        None => None,
+    };
+    let used_checkpoint = checkpoint.is_some();
     let mut scan = Scan {
         segment_bytes: 0,
         streams: StreamTable::default(),
@@ -517,6 +604,36 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
         next_position: used.first().map(|(_, h)| h.first_position).unwrap_or(0),
         next_seq: 0,
     };
+    // Per covered segment: where its scan resumes, and the log's next position and group there.
+    let mut resume: Vec<(usize, u64, u64)> = Vec::new();
+    if let Some(mut checkpoint) = checkpoint {
+        // A covered segment file written since the checkpoint (a reopened store appending to
+        // its active segment, or anything else writing into the log) is scanned again from its
+        // start, and so is everything after it: the checkpoint is cut back to where it began.
+        let changed = checkpoint.modified_ns.iter().zip(&used).position(|(&ns, (file, _))| ns != file.modified_ns);
+        if let Some(changed) = changed {
+            tracing::info!(
+                segment = checkpoint.segments[changed].number,
+                "a segment was written after the index checkpoint: scanning it again"
+            );
+            cut_back(&mut checkpoint, changed);
+        }
+        let covered = &checkpoint.segments;
+        for (index, segment) in covered.iter().enumerate() {
+            resume.push(match covered.get(index + 1) {
+                Some(next) => (segment.end_offset as usize, next.first_position, next.first_seq),
+                None if changed.is_some() => (SEGMENT_HEADER_BYTES, segment.first_position, segment.first_seq),
+                None => {
+                    let (_, end_offset) = crate::log::index::unpack_location(checkpoint.end_location);
+                    (end_offset, checkpoint.next_position, checkpoint.next_seq)
+                }
+            });
+        }
+        scan.next_seq = covered[0].first_seq;
+        scan.streams = checkpoint.streams;
+        scan.groups = checkpoint.groups;
+    }
+    let mut summaries: Vec<SegmentSummary> = Vec::with_capacity(used.len());
     let mut active = None;
     let mut dirty_tail = None;
     let mut previous_end: Option<(u64, usize)> = None;
@@ -553,21 +670,39 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
             });
         }
         if index + 1 == used.len() {
-            groups_before_last = scan.groups.len();
+            // Groups are in log order (a checkpoint may hold some of the last segment's).
+            groups_before_last = scan.groups.partition_point(|g| g.segment < number);
         }
         let file_map = map_file(&file.path)?;
         // Only the bytes the header names are the segment: an extension is damage of its own
         // (classify), and must not make its bytes look like the segment's.
         let map = &file_map[..file_map.len().min(header.segment_bytes as usize)];
         scan.segment_bytes = header.segment_bytes as usize;
-        if index == 0 && header.first_position != 0 {
+        if index == 0 && header.first_position != 0 && resume.is_empty() {
             // The oldest segment of a log that does not start at 0: its first group sets the
             // sequence. (A log that starts at 0 starts with group 0.)
             if let Ok(first) = GroupHeader::decode(map.get(SEGMENT_HEADER_BYTES..).unwrap_or(&[])) {
                 scan.next_seq = first.seq;
             }
         }
-        let end = scan.segment(number, map)?;
+        summaries.push(SegmentSummary {
+            number,
+            created_us: header.created_us,
+            first_position: header.first_position,
+            first_seq: scan.next_seq,
+            end_offset: 0,
+        });
+        let start = match resume.get(index) {
+            Some(&(offset, position, seq)) => {
+                // Covered by the checkpoint up to `offset`: its groups and records are in the
+                // tables already. What lies at and after `offset` is checked as without it.
+                scan.next_position = position;
+                scan.next_seq = seq;
+                offset
+            }
+            None => SEGMENT_HEADER_BYTES,
+        };
+        let end = scan.segment(number, map, start)?;
         // The next segment's header says where this one's groups must end: with it, a lost or
         // damaged "continued" marker can be written again without dropping anything.
         let next_agrees = used.get(index + 1).is_some_and(|(_, next)| next.first_position == scan.next_position);
@@ -613,6 +748,7 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
                 ));
             }
             previous_end = Some((number, end.offset));
+            summaries.last_mut().expect("pushed above").end_offset = end.offset as u64;
             let continued = end.marker.is_some_and(|m| m.kind == MarkerKind::Continued);
             if !continued && index + 1 < used.len() {
                 // A rollover writes the next segment's header, then this marker, and only then
@@ -748,11 +884,15 @@ fn scan(dir: &Path, options: &Options) -> Scanned<Clean> {
             next_segment_number,
             streams: scan.streams,
             groups: scan.groups,
+            segments: summaries,
             durable_end,
+            checkpoint_position: None,
+            checkpoint_bytes: 0,
         },
         dirty_tail,
         unused,
         segments,
+        used_checkpoint,
     })
 }
 
@@ -863,11 +1003,45 @@ fn first_nonzero_after_header(path: &Path) -> Result<Option<u64>> {
 /// Recovers the store in `dir`: `Error::Corrupted` on damage, with nothing changed.
 pub(crate) fn recover(dir: &Path, options: &Options, direct: bool) -> Result<Recovered> {
     let started = Instant::now();
-    let clean = match scan(dir, options) {
+    let (checkpoint, checkpoint_found) = match checkpoint::load(dir)? {
+        None => (None, false),
+        Some(Ok(checkpoint)) => (Some(checkpoint), true),
+        Some(Err(reason)) => {
+            tracing::warn!(%reason, "the index checkpoint is damaged; scanning the whole log");
+            (None, true)
+        }
+    };
+    let checkpoint_covers = checkpoint.as_ref().map(|c| (c.next_position, c.file_bytes));
+    let mut clean = match scan(dir, options, checkpoint) {
         Ok(clean) => clean,
         Err(Failure::Io(error)) => return Err(error),
+        Err(Failure::Damage(_)) if checkpoint_covers.is_some() => {
+            // The damage reported, and where `repair` would cut, must be the first in the log, as
+            // without a checkpoint: a full scan finds it.
+            tracing::warn!("damage after the index checkpoint; scanning the whole log to find the first damage");
+            match scan(dir, options, None) {
+                Ok(clean) => clean,
+                Err(Failure::Io(error)) => return Err(error),
+                Err(Failure::Damage(damage)) => return Err(damage.into_error()),
+            }
+        }
         Err(Failure::Damage(damage)) => return Err(damage.into_error()),
     };
+    if clean.used_checkpoint {
+        let (position, bytes) = checkpoint_covers.expect("a checkpoint was given");
+        clean.recovered.checkpoint_position = Some(position);
+        clean.recovered.checkpoint_bytes = bytes;
+    } else if checkpoint_found {
+        // Stale or damaged: never to be trusted again. A new one is written at the next
+        // checkpoint (at the latest at close).
+        checkpoint::remove(dir)?;
+    } else if clean.segments > 0 {
+        tracing::warn!("no index checkpoint; scanned the whole log");
+    }
+    if dir.join(checkpoint::TEMP_FILE_NAME).exists() {
+        // A checkpoint whose writer crashed before its rename: never complete.
+        checkpoint::remove_temp(dir)?;
+    }
     if let Some((number, range)) = &clean.dirty_tail {
         zero_range(&segment::segment_path(dir, *number), range.clone(), direct)?;
     }
@@ -886,6 +1060,7 @@ pub(crate) fn recover(dir: &Path, options: &Options, direct: bool) -> Result<Rec
         events = clean.recovered.next_position,
         unused_removed = clean.unused.len(),
         tail_cut = clean.dirty_tail.is_some(),
+        from_checkpoint = clean.used_checkpoint,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "recovered"
     );
@@ -943,7 +1118,7 @@ pub(crate) fn repair(dir: &Path, options: &Options) -> Result<Option<RepairRepor
     // pass mends one segment file, so the number of files bounds the number of passes.
     let passes = segment::list_segments(dir)?.len() + 2;
     for _ in 0..passes {
-        let damage = match scan(dir, options) {
+        let damage = match scan(dir, options, None) {
             Ok(_) => return Ok(report),
             Err(Failure::Io(error)) => return Err(error),
             Err(Failure::Damage(damage)) => damage,
@@ -956,6 +1131,15 @@ pub(crate) fn repair(dir: &Path, options: &Options) -> Result<Option<RepairRepor
                 let saved_to = dir.join(format!("damaged-{}", platform::now_us()));
                 std::fs::create_dir(&saved_to).map_err(|e| Error::io(format!("creating {}", saved_to.display()), e))?;
                 platform::sync_dir(dir)?;
+                // The index checkpoint may cover what the cut drops: it goes with the saved files
+                // before any segment changes (the next open scans the whole log).
+                let covering = checkpoint::path(dir);
+                if covering.exists() {
+                    std::fs::rename(&covering, saved_to.join(checkpoint::FILE_NAME))
+                        .map_err(|e| Error::io(format!("moving {} aside", covering.display()), e))?;
+                    platform::sync_dir(&saved_to)?;
+                    platform::sync_dir(dir)?;
+                }
                 saved_to
             }
         };
@@ -990,7 +1174,7 @@ pub(crate) fn repair(dir: &Path, options: &Options) -> Result<Option<RepairRepor
             Some(_) => {}
         }
     }
-    match scan(dir, options) {
+    match scan(dir, options, None) {
         Ok(_) => Ok(report),
         Err(Failure::Io(error)) => Err(error),
         Err(Failure::Damage(damage)) => Err(damage.into_error()),

@@ -5,9 +5,10 @@
 //! - Only durable records are decoded. A log read snapshots the durable watermark (a position)
 //!   and walks the durable-group directory, which holds durable groups only. A stream read
 //!   snapshots the durable end as a location (`Shared::durable_end`) and keeps only the stream's
-//!   locations below it, before decoding anything: a location may be registered before its bytes
-//!   are durable (and, after a failed write, they never will be). Subscriptions use the same
-//!   cursors with an end that moves.
+//!   locations below it, before decoding anything. The stream table only ever holds durable
+//!   records (the submitter adds a group's locations as it publishes the group), so the bound
+//!   only makes a read a snapshot: it ignores groups published after it was made. Subscriptions
+//!   use the same cursors with an end that moves.
 //! - Every record is checked against its CRC32C, and against the position or version the
 //!   reader expects there, before it is returned; a mismatch is [`Error::Corrupted`].
 //! - No lock is held while a reader touches the mapping: stream locations are copied out in

@@ -1,9 +1,11 @@
 //! The submitter: the single thread that orders, encodes, writes and acknowledges appends.
 //!
-//! Loop: reap finished I/O and publish the durable watermark in log order; pop up to
-//! `DRAIN_BATCH_APPENDS` requests; check each expected version against the stream table (the
-//! single serialization point), give it positions and versions, seal its records into the
-//! current group's buffer; submit the group when the pipeline has room (at once when nothing is
+//! Loop: reap finished I/O and publish the durable watermark in log order (with the locations of
+//! each durable group, added to the readers' stream table under one write lock, and a checkpoint
+//! requested every so often); pop up to `DRAIN_BATCH_APPENDS` requests; check each expected
+//! version against the submitter's own version table (the single serialization point; no lock,
+//! readers never touch it), give it positions and versions, seal its records into the current
+//! group's buffer, remembering each record's stream and place in the group; submit the group when the pipeline has room (at once when nothing is
 //! in flight, once it holds `busy_group_bytes_min` bytes otherwise); sleep on the ring when the
 //! queue is empty and I/O is in flight, park when idle.
 //!
@@ -31,7 +33,8 @@ use crate::buffer::{round_up_block, AlignedBuf};
 use crate::constants::*;
 use crate::error::{Error, Result};
 use crate::lock::DirLock;
-use crate::log::index::{pack_location, GroupLocation};
+use crate::log::checkpoint::{self, Checkpointer};
+use crate::log::index::{pack_location, GroupLocation, Locations, SegmentSummary, VersionTable};
 use crate::log::record::{self, GroupHeader};
 use crate::log::recovery::Recovered;
 use crate::log::segment::{self, Preparer, PreparerConfig, SegmentHeader};
@@ -67,6 +70,9 @@ struct Slot {
     offset: u64,
     padded: usize,
     done: Option<std::result::Result<(), (Stage, i32)>>,
+    /// Per record placed in this group: its stream id and its byte offset in the group. Added
+    /// to the readers' table when the group becomes durable. Cleared, not freed, per group.
+    placed: Vec<(u32, u32)>,
 }
 
 struct ActiveSegment {
@@ -94,6 +100,11 @@ struct Submitter {
     segment: Option<ActiveSegment>,
     preparer: Option<Preparer>,
     next_position: u64,
+    /// Stream id -> next version, for the expected-version checks; only this thread uses it.
+    versions: VersionTable,
+    /// Bytes of log made durable since the last checkpoint was requested.
+    since_checkpoint: u64,
+    checkpointer: Option<Checkpointer>,
     /// Log end of the last submitted group.
     submitted_end: u64,
     /// Per append-queue shard, the log end of its last placed append.
@@ -241,10 +252,24 @@ impl Submitter {
             }),
             None => None,
         };
+        let versions = VersionTable::from_streams(&recovered.streams);
         {
-            *shared.index.streams.lock().expect("streams lock") = recovered.streams;
-            *shared.index.groups.write().expect("groups lock") = recovered.groups;
+            *shared.index.write_streams() = recovered.streams;
+            *shared.index.groups.write().unwrap_or_else(std::sync::PoisonError::into_inner) = recovered.groups;
+            *shared.index.log_segments() = recovered.segments;
+            let state = &shared.index.checkpoints;
+            state.covered_position.store(recovered.checkpoint_position.unwrap_or(u64::MAX), Ordering::SeqCst);
+            state.file_bytes.store(recovered.checkpoint_bytes, Ordering::SeqCst);
+            shared.index.version_table_bytes.store(versions.resident_bytes(), Ordering::Relaxed);
         }
+        let checkpointer = if options.checkpoint_log_bytes > 0 && options.sync != SyncMode::None {
+            Some(Checkpointer::start(shared.clone())?)
+        } else {
+            None
+        };
+        // Records a group of the largest appends can hold, at the smallest record size; grown
+        // (and kept) only if groups of smaller records come.
+        let placed_capacity = (options.group_bytes_max / 128).min(1 << 16);
         let preparer = Preparer::start(PreparerConfig {
             dir: shared.dir.clone(),
             first_number: recovered.next_segment_number,
@@ -255,7 +280,9 @@ impl Submitter {
         })?;
         let mut submitter = Submitter {
             io,
-            slots: vec![Slot::default(); pool.len()],
+            slots: (0..pool.len())
+                .map(|_| Slot { placed: Vec::with_capacity(placed_capacity), ..Slot::default() })
+                .collect(),
             free: (0..pool.len()).rev().collect(),
             pool,
             in_flight: VecDeque::with_capacity(depth),
@@ -264,6 +291,9 @@ impl Submitter {
             segment,
             preparer: Some(preparer),
             next_position: recovered.next_position,
+            versions,
+            since_checkpoint: 0,
+            checkpointer,
             submitted_end: recovered.next_position,
             shard_end: vec![0; shared.queue.shard_count()],
             next_seq: recovered.next_seq,
@@ -324,9 +354,18 @@ impl Submitter {
                 break;
             }
         }
+        if let Some(checkpointer) = self.checkpointer.take() {
+            checkpointer.stop();
+        }
         if !self.poisoned() && self.outstanding == 0 && self.in_flight.is_empty() {
             self.write_close_marker();
+            // The last checkpoint, covering the whole log: the next open reads it and scans
+            // nothing but the close marker. Still under the directory lock.
+            if let Err(error) = checkpoint::write(&self.shared) {
+                tracing::warn!(%error, "could not write the index checkpoint at close");
+            }
         }
+        self.shared.index.checkpoints.close();
         self.shared.stopped.store(true, Ordering::SeqCst);
         self.shared.wake_waiters(true);
         if let Some(preparer) = self.preparer.take() {
@@ -430,12 +469,15 @@ impl Submitter {
         debug_assert!(self.current.is_none());
         let slot = self.free.pop().expect("a free buffer: at most `depth` are in flight");
         let segment = self.segment.as_ref().expect("an active segment");
+        let mut placed = std::mem::take(&mut self.slots[slot].placed);
+        placed.clear();
         self.slots[slot] = Slot {
             len: GROUP_HEADER_BYTES,
             first_position: self.next_position,
             end_position: self.next_position,
             segment: segment.number,
             offset: segment.write_offset,
+            placed,
             ..Slot::default()
         };
         self.current = Some(slot);
@@ -445,88 +487,104 @@ impl Submitter {
     fn process_batch(&mut self) {
         let timestamp_us = platform::now_us();
         let batch = std::mem::take(&mut self.batch);
-        let shared = self.shared.clone();
         let mut next = 0;
         let mut failed = false;
         while next < batch.len() && !self.poisoned() {
-            {
-                let mut streams = shared.index.streams.lock().expect("streams lock");
-                while next < batch.len() {
-                    let request = &batch[next];
-                    if !self.fits(request.encoded.len()) {
-                        break;
-                    }
-                    next += 1;
-                    // One probe of the table: the entry is created on first sight; a refused
-                    // append leaves at most an empty entry, which reads as "no stream".
-                    let entry = streams.get_or_insert(request.hash, request.stream());
-                    let known = entry.locations.len() as u64;
-                    let actual = known.checked_sub(1);
-                    let ok = match request.expected {
-                        ExpectedVersion::Any => true,
-                        ExpectedVersion::NoStream => actual.is_none(),
-                        ExpectedVersion::StreamExists => actual.is_some(),
-                        ExpectedVersion::Exact(v) => actual == Some(v),
-                    };
-                    if !ok {
-                        failed = true;
-                        request.fail(Error::WrongExpectedVersion {
-                            stream: String::from_utf8_lossy(request.stream()).into_owned(),
-                            expected: request.expected,
-                            actual,
-                        });
-                        continue;
-                    }
-                    let first_version = known;
-                    // Positions and versions are stored in 48 bits: an append that would go past
-                    // them is refused (a recovered log may start anywhere below the limit).
-                    let end_limit = POSITION_MAX + 1;
-                    let full = if first_version + request.events as u64 > end_limit {
-                        Some("stream")
-                    } else if self.next_position + request.events as u64 > end_limit {
-                        Some("log")
-                    } else {
-                        None
-                    };
-                    if let Some(what) = full {
-                        failed = true;
-                        request.fail(Error::LogFull { what, max: end_limit });
-                        continue;
-                    }
-                    let slot = match self.current {
-                        Some(slot) => slot,
-                        None => self.open_group(),
-                    };
-                    let meta = &mut self.slots[slot];
-                    let buf = self.pool[slot].as_mut_slice();
-                    let start = meta.len;
-                    let source = &request.encoded[..];
-                    let bytes = source.len();
-                    let first_position = self.next_position;
-                    let mut at = start;
-                    for k in 0..request.events as u64 {
-                        let from = at - start;
-                        let len = record::seal_into(
-                            &mut buf[at..],
-                            &source[from..],
-                            first_position + k,
-                            first_version + k,
-                            timestamp_us,
-                        );
-                        entry.locations.push(pack_location(meta.segment, meta.offset + at as u64));
-                        at += len;
-                    }
-                    debug_assert_eq!(at, start + bytes);
-                    self.next_position += request.events as u64;
-                    meta.len += bytes;
-                    meta.events += request.events;
-                    meta.end_position = self.next_position;
-                    self.shard_end[request.shard] = self.next_position;
-                    meta.appends += 1;
-                    meta.payload_bytes += request.payload_bytes;
-                    request.version.store(first_version + request.events as u64 - 1, Ordering::Relaxed);
-                    request.state.store(first_position, Ordering::Release);
+            while next < batch.len() {
+                let request = &batch[next];
+                if !self.fits(request.encoded.len()) {
+                    break;
                 }
+                next += 1;
+                // One probe of the submitter's own table; a stream is added only once an append
+                // to it is accepted, so stream ids follow the log.
+                let id = self.versions.find(request.hash, request.stream());
+                let known = id.map_or(0, |id| self.versions.next_version(id));
+                let actual = known.checked_sub(1);
+                let ok = match request.expected {
+                    ExpectedVersion::Any => true,
+                    ExpectedVersion::NoStream => actual.is_none(),
+                    ExpectedVersion::StreamExists => actual.is_some(),
+                    ExpectedVersion::Exact(v) => actual == Some(v),
+                };
+                if !ok {
+                    failed = true;
+                    request.fail(Error::WrongExpectedVersion {
+                        stream: String::from_utf8_lossy(request.stream()).into_owned(),
+                        expected: request.expected,
+                        actual,
+                    });
+                    continue;
+                }
+                let first_version = known;
+                // Positions and versions are stored in 48 bits: an append that would go past
+                // them is refused (a recovered log may start anywhere below the limit).
+                let end_limit = POSITION_MAX + 1;
+                let full = if first_version + request.events as u64 > end_limit {
+                    Some(("stream", end_limit))
+                } else if self.next_position + request.events as u64 > end_limit {
+                    Some(("log", end_limit))
+                } else {
+                    None
+                };
+                if let Some((what, max)) = full {
+                    failed = true;
+                    request.fail(Error::LogFull { what, max });
+                    continue;
+                }
+                let id = match id {
+                    Some(id) => id,
+                    None => {
+                        let name = std::str::from_utf8(request.stream()).expect("a stream id is a &str");
+                        match self.versions.insert(request.hash, name) {
+                            Some(id) => {
+                                let bytes = self.versions.resident_bytes();
+                                self.shared.index.version_table_bytes.store(bytes, Ordering::Relaxed);
+                                id
+                            }
+                            None => {
+                                failed = true;
+                                request.fail(Error::LogFull { what: "stream table", max: STREAMS_MAX as u64 });
+                                continue;
+                            }
+                        }
+                    }
+                };
+                let slot = match self.current {
+                    Some(slot) => slot,
+                    None => self.open_group(),
+                };
+                let meta = &mut self.slots[slot];
+                let buf = self.pool[slot].as_mut_slice();
+                let start = meta.len;
+                let source = &request.encoded[..];
+                let bytes = source.len();
+                let first_position = self.next_position;
+                let mut at = start;
+                for k in 0..request.events as u64 {
+                    let from = at - start;
+                    let len = record::seal_into(
+                        &mut buf[at..],
+                        &source[from..],
+                        first_position + k,
+                        first_version + k,
+                        timestamp_us,
+                    );
+                    // `at` < group_bytes_max <= GROUP_BYTES_LIMIT < 2^32.
+                    meta.placed.push((id, at as u32));
+                    at += len;
+                }
+                debug_assert_eq!(at, start + bytes);
+                self.versions.advance(id, request.events as u64);
+                self.next_position += request.events as u64;
+                meta.len += bytes;
+                meta.events += request.events;
+                meta.end_position = self.next_position;
+                self.shard_end[request.shard] = self.next_position;
+                meta.appends += 1;
+                meta.payload_bytes += request.payload_bytes;
+                request.version.store(first_version + request.events as u64 - 1, Ordering::Relaxed);
+                request.state.store(first_position, Ordering::Release);
             }
             if next < batch.len() {
                 // The next request does not fit: close the group, or move to a new segment.
@@ -671,14 +729,38 @@ impl Submitter {
         true
     }
 
-    fn publish(&self, slot: usize) {
+    /// Makes a durable group visible: its records' locations in the readers' stream table, the
+    /// group in the directory, then `durable_end` and `durable`, all under one write lock of the
+    /// stream table (a checkpoint writer reads the three ends under its read lock and must find
+    /// them in agreement). The locations go in before the watermarks: a caller whose ticket
+    /// resolved finds its events in a stream read.
+    fn publish(&mut self, slot: usize) {
         let meta = &self.slots[slot];
         let shared = &self.shared;
-        shared.index.groups.write().expect("groups lock").push(GroupLocation {
-            first_position: meta.first_position,
-            segment: meta.segment,
-            offset: meta.offset,
-        });
+        {
+            let mut streams = shared.index.write_streams();
+            for &(id, at) in &meta.placed {
+                let location = pack_location(meta.segment, meta.offset + at as u64);
+                if (id as usize) < streams.len() {
+                    streams.entry_mut(id).locations.push(location);
+                } else {
+                    // Stream ids are given in log order and groups published in log order: a
+                    // new stream is always the next id.
+                    streams.push_new(id, self.versions.name(id).clone(), Locations::from_slice(&[location]));
+                }
+            }
+            shared.index.groups.write().unwrap_or_else(std::sync::PoisonError::into_inner).push(GroupLocation {
+                first_position: meta.first_position,
+                segment: meta.segment,
+                offset: meta.offset,
+            });
+            // Before `durable`: a reader that sees a position as durable finds its location below
+            // the durable end too.
+            shared.durable_end.store(pack_location(meta.segment, meta.offset + meta.padded as u64), Ordering::SeqCst);
+            shared.published_ns.store(platform::monotonic_ns(), Ordering::Relaxed);
+            // SeqCst pairs with the waiters' SeqCst store of `wakers_waiting` (see shared.rs).
+            shared.durable.store(meta.end_position, Ordering::SeqCst);
+        }
         let c = &shared.counters;
         c.events.fetch_add(meta.events as u64, Ordering::Relaxed);
         c.appends.fetch_add(meta.appends, Ordering::Relaxed);
@@ -686,12 +768,22 @@ impl Submitter {
         c.disk_bytes.fetch_add(meta.padded as u64, Ordering::Relaxed);
         c.record_bytes.fetch_add((meta.len - GROUP_HEADER_BYTES) as u64, Ordering::Relaxed);
         c.payload_bytes.fetch_add(meta.payload_bytes, Ordering::Relaxed);
-        // Before `durable`: a reader that sees a position as durable finds its location below
-        // the durable end too.
-        shared.durable_end.store(pack_location(meta.segment, meta.offset + meta.padded as u64), Ordering::SeqCst);
-        shared.published_ns.store(platform::monotonic_ns(), Ordering::Relaxed);
-        // SeqCst pairs with the waiters' SeqCst store of `wakers_waiting` (see shared.rs).
-        shared.durable.store(meta.end_position, Ordering::SeqCst);
+        self.since_checkpoint += meta.padded as u64;
+        // Normally at a rollover (below); this only for segments much larger than the interval.
+        self.maybe_checkpoint(2);
+    }
+
+    /// Asks the checkpointer for a checkpoint once `factor` intervals of log became durable
+    /// since the last request. The interval is `checkpoint_log_bytes`, or the size of the last
+    /// checkpoint if larger: checkpoints never write more than the log does.
+    fn maybe_checkpoint(&mut self, factor: u64) {
+        let Some(checkpointer) = &self.checkpointer else { return };
+        let index = &self.shared.index;
+        let due = self.shared.options.checkpoint_log_bytes.max(index.checkpoints.file_bytes.load(Ordering::Relaxed));
+        if self.since_checkpoint >= due.saturating_mul(factor) {
+            self.since_checkpoint = 0;
+            checkpointer.request();
+        }
     }
 
     /// Moves to the next prepared segment once every group of the current one is durable.
@@ -745,12 +837,29 @@ impl Submitter {
         // it (log/index.rs), so a failed mapping (RLIMIT_AS, ENOMEM) fails a read, never a rollover
         // that would leave a used, empty segment behind for each append that tried.
         self.shared.counters.segments.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut segments = self.shared.index.log_segments();
+            if let (Some(previous), Some(summary)) = (&self.segment, segments.last_mut()) {
+                debug_assert_eq!(summary.number, previous.number);
+                summary.end_offset = previous.write_offset;
+            }
+            segments.push(SegmentSummary {
+                number: prepared.number,
+                created_us: header.created_us,
+                first_position: self.next_position,
+                first_seq: self.next_seq,
+                end_offset: 0,
+            });
+        }
         self.segment = Some(ActiveSegment {
             number: prepared.number,
             file: prepared.file,
             bytes: self.segment_bytes,
             write_offset: SEGMENT_HEADER_BYTES as u64,
         });
+        // The segment just left is finished and never written again: a checkpoint taken now
+        // covers it whole, and a recovery after a crash scans from its end on.
+        self.maybe_checkpoint(1);
         Ok(())
     }
 }
