@@ -6,6 +6,7 @@
 mod channel;
 mod machine;
 mod naive;
+mod projection_costs;
 mod raw;
 mod report;
 mod sqlite;
@@ -42,6 +43,8 @@ enum Command {
     Seed(SeedArgs),
     /// Low load: one small event at a time, each waited before the next (space and latency).
     Lowload(LowloadArgs),
+    /// Seed 003's four projection strategies through ProjectionRunner, with the seed's cost model.
+    ProjectionCosts(projection_costs::ProjectionCostsArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -134,6 +137,7 @@ fn main() {
     let result = match Cli::parse().command {
         Command::Seed(args) => seed(&args),
         Command::Lowload(args) => lowload(&args),
+        Command::ProjectionCosts(args) => projection_costs::run(&args),
     };
     if let Err(message) = result {
         eprintln!("evstore-bench: error: {message}");

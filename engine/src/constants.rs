@@ -41,6 +41,9 @@ pub const QUEUE_APPENDS_LIMIT: usize = 1 << 22;
 pub const SEGMENT_MAPS_MAX: usize = 256;
 /// Most envelopes a subscription buffers (and hands in one batch): its memory bound.
 pub const SUBSCRIPTION_BATCH_MAX: usize = 4096;
+/// Most wanted events a projection buffers before it flushes them (the bound on
+/// `FlushPolicy::historic_batch_events` and `live_batch_events`): its memory bound.
+pub const PROJECTION_BATCH_EVENTS_MAX: usize = 65_536;
 /// A live subscription that finds more than this many durable events it has not read yet turns
 /// historic again until it catches up (see read/subscription.rs).
 pub const LIVE_LAG_MAX: u64 = 4096;
