@@ -1,6 +1,6 @@
 //! The projection runner's contract, one promise per test: it resumes after the stored
 //! checkpoint and never before it, a failed flush costs nothing (the next run resumes from what
-//! the storage holds), it can be stopped while it waits, it refuses a checkpoint past the end of
+//! the storage holds), it can be stopped while it waits (at once, or once caught up), it refuses a checkpoint past the end of
 //! the log and a policy out of range, and skipped events move the checkpoint without a write
 //! per event.
 //!
@@ -134,6 +134,27 @@ fn stop_ends_a_run_that_waits_for_events() {
     let (end, counts) = run.join().expect("runner thread");
     assert_eq!(end.expect("run"), RunEnd::Stopped);
     assert_eq!(counts.checkpoint, 11);
+}
+
+#[test]
+fn stop_when_caught_up_ends_the_run_after_every_durable_event() {
+    let _watchdog = evstore_tests::watchdog("stop_when_caught_up_ends_the_run_after_every_durable_event", 60);
+    let dir = temp_dir("projection-stop-when-caught-up");
+    let store = open(dir.path());
+    let mut runner = ProjectionRunner::new(&store, Counts::default());
+    let stop = runner.stop_handle();
+    let run = std::thread::spawn(move || {
+        let end = runner.run();
+        (end, runner.into_projection())
+    });
+    for _ in 0..50 {
+        append(&store, "a", "Seen", 1);
+    }
+    stop.stop_when_caught_up();
+    let (end, counts) = run.join().expect("runner thread");
+    assert_eq!(end.expect("run"), RunEnd::Stopped);
+    assert_eq!(counts.checkpoint, 50);
+    assert_eq!(counts.per_stream["a"], 50);
 }
 
 #[test]

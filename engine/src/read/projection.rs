@@ -150,19 +150,23 @@ pub enum ProjectionError<E: std::error::Error + 'static> {
 pub enum RunEnd {
     /// Every durable event was handled and flushed (`run_until_caught_up` only).
     CaughtUp,
-    /// [`StopHandle::stop`] was called; what was buffered was flushed.
+    /// [`StopHandle::stop`] (or [`StopHandle::stop_when_caught_up`]) was called; what was
+    /// buffered was flushed.
     Stopped,
     /// The store was closed and every durable event was handled and flushed.
     StoreClosed,
 }
 
-/// Stops a [`ProjectionRunner`] from any thread, also while it waits for new events.
+/// Stops a [`ProjectionRunner`] from any thread, also while it waits for new events: at once
+/// ([`StopHandle::stop`]) or once it has caught up ([`StopHandle::stop_when_caught_up`]).
 #[derive(Debug, Clone)]
 pub struct StopHandle(Arc<StopState>);
 
 #[derive(Debug)]
 struct StopState {
     requested: AtomicBool,
+    /// Stop at the next wait for events, not before.
+    requested_when_caught_up: AtomicBool,
     /// Wakes the runner's thread if it waits for events.
     waker: Mutex<Option<Waker>>,
 }
@@ -179,8 +183,22 @@ impl StopHandle {
         }
     }
 
+    /// Asks the runner to stop once it has handled and flushed every durable event: at the
+    /// point where it would wait for new ones. For a graceful shutdown after the last append.
+    /// Final, like `stop`.
+    pub fn stop_when_caught_up(&self) {
+        self.0.requested_when_caught_up.store(true, Ordering::SeqCst);
+        if let Some(waker) = self.0.waker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            waker.wake_by_ref();
+        }
+    }
+
     fn requested(&self) -> bool {
         self.0.requested.load(Ordering::SeqCst)
+    }
+
+    fn requested_when_caught_up(&self) -> bool {
+        self.0.requested_when_caught_up.load(Ordering::SeqCst)
     }
 }
 
@@ -254,7 +272,11 @@ impl<P: Projection> ProjectionRunner<P> {
             store: store.clone(),
             projection,
             policy: FlushPolicy::default(),
-            stop: StopHandle(Arc::new(StopState { requested: AtomicBool::new(false), waker: Mutex::new(None) })),
+            stop: StopHandle(Arc::new(StopState {
+                requested: AtomicBool::new(false),
+                requested_when_caught_up: AtomicBool::new(false),
+                waker: Mutex::new(None),
+            })),
             subscription: None,
             batch: Batch {
                 envelopes: Vec::new(),
@@ -374,6 +396,9 @@ impl<P: Projection> ProjectionRunner<P> {
                     batch.flush(projection)?;
                     if until_caught_up {
                         return Ok(RunEnd::CaughtUp);
+                    }
+                    if self.stop.requested_when_caught_up() {
+                        return Ok(RunEnd::Stopped);
                     }
                     if !self.stop.requested() {
                         // Woken by new durable events or by the stop handle; a spurious wake
