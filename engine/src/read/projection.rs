@@ -33,7 +33,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::constants::{PROJECTION_BATCH_EVENTS_MAX, SUBSCRIPTION_BATCH_MAX};
+use crate::constants::{
+    PROJECTION_BATCH_EVENTS_MAX, PROJECTION_HISTORIC_BATCH_EVENTS_DEFAULT, PROJECTION_LIVE_BATCH_EVENTS_DEFAULT,
+    PROJECTION_SKIPPED_CHECKPOINT_EVENTS_DEFAULT, SUBSCRIPTION_BATCH_MAX,
+};
 use crate::error::Error;
 use crate::read::subscription::{Envelope, Subscription};
 use crate::shared::ThreadWaker;
@@ -89,10 +92,10 @@ pub struct FlushPolicy {
 impl Default for FlushPolicy {
     fn default() -> Self {
         FlushPolicy {
-            historic_batch_events: 100,
-            live_batch_events: 1,
+            historic_batch_events: PROJECTION_HISTORIC_BATCH_EVENTS_DEFAULT,
+            live_batch_events: PROJECTION_LIVE_BATCH_EVENTS_DEFAULT,
             flush_interval: None,
-            skipped_checkpoint_events: Some(10_000),
+            skipped_checkpoint_events: Some(PROJECTION_SKIPPED_CHECKPOINT_EVENTS_DEFAULT),
         }
     }
 }
