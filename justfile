@@ -42,6 +42,10 @@ bench-lowload:
     cargo run --release -p evstore-bench -- lowload
     cargo run --release -p evstore-bench -- lowload --sync fdatasync
 
+# Seed 003's projection strategies through ProjectionRunner, with the seed's cost model.
+bench-projection-costs *ARGS:
+    cargo run --release -p evstore-bench -- projection-costs {{ARGS}}
+
 # Segment preparation: pre-zeroed vs fallocated.
 bench-prepare:
     cargo run --release -p evstore-bench -- seed --segment-prepare zeroed --systems evstore,raw

@@ -6,6 +6,7 @@
 mod channel;
 mod machine;
 mod naive;
+mod projection_costs;
 mod raw;
 mod read;
 mod reopen;
@@ -49,6 +50,8 @@ enum Command {
     Read(read::ReadArgs),
     /// Reopen times (clean, after SIGKILL, without a checkpoint) and index bytes per event.
     Reopen(reopen::ReopenArgs),
+    /// Seed 003's four projection strategies through ProjectionRunner, with the seed's cost model.
+    ProjectionCosts(projection_costs::ProjectionCostsArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -143,6 +146,7 @@ fn main() {
         Command::Lowload(args) => lowload(&args),
         Command::Read(args) => read::run(&args),
         Command::Reopen(args) => reopen::reopen(&args),
+        Command::ProjectionCosts(args) => projection_costs::run(&args),
     };
     if let Err(message) = result {
         eprintln!("evstore-bench: error: {message}");

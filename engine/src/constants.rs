@@ -53,6 +53,14 @@ pub const SUBSCRIPTION_BATCH_MAX: usize = 4096;
 /// A live subscription turns historic again, until it catches up, once more than this many
 /// groups have become durable since it last reached the durable end (see read/subscription.rs).
 pub const LIVE_LAG_GROUPS_MAX: u64 = 16;
+/// Most wanted events a projection buffers before it flushes them (the bound on
+/// `FlushPolicy::historic_batch_events` and `live_batch_events`): its memory bound.
+pub const PROJECTION_BATCH_EVENTS_MAX: usize = 65_536;
+/// Defaults of `FlushPolicy` (seed 003's policy): batches of 100 while catching up, every event
+/// once live, a checkpoint-only flush after 10,000 skipped events.
+pub const PROJECTION_HISTORIC_BATCH_EVENTS_DEFAULT: usize = 100;
+pub const PROJECTION_LIVE_BATCH_EVENTS_DEFAULT: usize = 1;
+pub const PROJECTION_SKIPPED_CHECKPOINT_EVENTS_DEFAULT: u64 = 10_000;
 
 /// Defaults for `Options`.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 256 << 20;
@@ -79,6 +87,14 @@ const _: () = assert!(GROUPS_IN_FLIGHT_MAX_DEFAULT <= GROUPS_IN_FLIGHT_LIMIT);
 const _: () = assert!(GROUP_BYTES_LIMIT % BLOCK_BYTES == 0 && GROUP_BYTES_LIMIT <= u32::MAX as usize / 2);
 const _: () = assert!(GROUP_BYTES_MAX_DEFAULT <= GROUP_BYTES_LIMIT);
 const _: () = assert!(QUEUE_APPENDS_MAX_DEFAULT <= QUEUE_APPENDS_LIMIT);
+const _: () = assert!(
+    PROJECTION_HISTORIC_BATCH_EVENTS_DEFAULT >= 1
+        && PROJECTION_HISTORIC_BATCH_EVENTS_DEFAULT <= PROJECTION_BATCH_EVENTS_MAX
+);
+const _: () = assert!(
+    PROJECTION_LIVE_BATCH_EVENTS_DEFAULT >= 1 && PROJECTION_LIVE_BATCH_EVENTS_DEFAULT <= PROJECTION_BATCH_EVENTS_MAX
+);
+const _: () = assert!(PROJECTION_SKIPPED_CHECKPOINT_EVENTS_DEFAULT >= 1);
 const _: () = assert!(ZERO_CHUNK_BYTES % BLOCK_BYTES == 0);
 const _: () = assert!(STREAM_ID_BYTES_MAX <= u8::MAX as usize);
 const _: () = assert!(EVENT_TYPE_BYTES_MAX <= u8::MAX as usize);

@@ -41,11 +41,12 @@ use std::fmt;
 
 pub use constants::{
     APPEND_EVENTS_MAX, EVENT_TYPE_BYTES_MAX, GROUPS_IN_FLIGHT_LIMIT, GROUP_BYTES_LIMIT, LIVE_LAG_GROUPS_MAX,
-    METADATA_BYTES_MAX, QUEUE_APPENDS_LIMIT, RECORD_HEADER_BYTES, SEGMENT_BYTES_LIMIT, STREAM_ID_BYTES_MAX,
-    SUBSCRIPTION_BATCH_MAX,
+    METADATA_BYTES_MAX, PROJECTION_BATCH_EVENTS_MAX, QUEUE_APPENDS_LIMIT, RECORD_HEADER_BYTES, SEGMENT_BYTES_LIMIT,
+    STREAM_ID_BYTES_MAX, SUBSCRIPTION_BATCH_MAX,
 };
 pub use error::{Error, Result};
 pub use log::recovery::RepairReport;
+pub use read::projection::{FlushPolicy, Projection, ProjectionError, ProjectionRunner, RunEnd, StopHandle};
 pub use read::reader::{AllEvents, EventRef, StreamEvents, END};
 pub use read::subscription::{Envelope, Subscription};
 pub use store::{Stats, Store};

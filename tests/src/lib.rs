@@ -2,7 +2,7 @@
 //! deterministic payloads, a seeded random number generator (tests print their seed so a failure
 //! can be replayed), a watchdog that turns a hang into a failure, and a reader of the on-disk
 //! group layout for the corruption tests. [`power_loss`] holds the simulated-disk harness of the
-//! power loss tests.
+//! power loss tests; [`read_model`] the SQLite read model of the projection tests.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -13,6 +13,7 @@ use std::time::Duration;
 use evstore::{Appended, Backend, Error, Event, ExpectedVersion, Options, RecordedEvent, Store};
 
 pub mod power_loss;
+pub mod read_model;
 
 /// A fresh directory under the system temp dir (ext4 here, which supports O_DIRECT).
 pub fn temp_dir(name: &str) -> tempfile::TempDir {

@@ -15,9 +15,11 @@
 //! - Memory is bounded: the buffer holds at most one batch (`SUBSCRIPTION_BATCH_MAX`); an
 //!   envelope holds a reference to its segment's mapping, not a copy of the event.
 //! - `historic()` is false for events read after the subscription has reached the durable end
-//!   (it read everything durable when it last looked), and true again if it then falls more than `LIVE_LAG_MAX` events behind when
-//!   it looks for more (a slow subscriber replays from the mapping, as history, until it catches
-//!   up again). Events read while catching up are historic.
+//!   (it read everything durable when it last looked), and true again once more than
+//!   `LIVE_LAG_GROUPS_MAX` groups have become durable since it last reached the end (a slow
+//!   subscriber replays from the mapping, as history, until it catches up). Lag is counted in
+//!   groups, not events: a subscriber that keeps up is handed whole groups, and one group may
+//!   hold tens of thousands of events. Events read while catching up are historic.
 //! - Waiting costs the writer nothing but a look at the waker list once per durable group: a
 //!   caught-up subscription registers a waker for the next position (shared.rs), exactly as a
 //!   ticket does for its append, and is woken by the submitter's publication.
@@ -172,7 +174,8 @@ impl Subscription {
     /// the next call would wait for new events. A consumer that buffers events (a projection)
     /// flushes when this becomes true.
     pub fn caught_up(&self) -> bool {
-        self.live && self.buffer.len() == self.handed && self.backlog() == 0
+        // Not `self.live`: a batch that ended exactly at the durable end has not set it yet.
+        self.buffer.len() == self.handed && self.backlog() == 0
     }
 
     /// Events durable but not yet read by the cursor.
