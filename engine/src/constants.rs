@@ -53,6 +53,9 @@ pub const SUBSCRIPTION_BATCH_MAX: usize = 4096;
 /// A live subscription turns historic again, until it catches up, once more than this many
 /// groups have become durable since it last reached the durable end (see read/subscription.rs).
 pub const LIVE_LAG_GROUPS_MAX: u64 = 16;
+/// A live stream subscription turns historic again, until it catches up, once more than this
+/// many events of its stream are durable and not read yet (most groups hold other streams').
+pub const LIVE_LAG_STREAM_EVENTS_MAX: u64 = 4096;
 /// Most wanted events a projection buffers before it flushes them (the bound on
 /// `FlushPolicy::historic_batch_events` and `live_batch_events`): its memory bound.
 pub const PROJECTION_BATCH_EVENTS_MAX: usize = 65_536;

@@ -345,13 +345,15 @@ impl Store {
 
     /// Follows the whole log from `from_position` on: every durable event from there (history,
     /// flagged historic), then every event as it becomes durable (live), each exactly once, in
-    /// position order. To resume after a restart, pass the position after the last event handled.
+    /// position order. To resume after a restart, pass the position after the last event handled;
+    /// pass [`crate::END`] for live events only (from the durable end when it is called).
     pub fn subscribe_all(&self, from_position: u64) -> Result<Subscription> {
         Ok(Subscription::all(self.shared().clone(), from_position))
     }
 
     /// Follows `stream` from version `from_version` on, as [`Store::subscribe_all`] follows the
-    /// log: history, then live events, each version exactly once, in order.
+    /// log: history, then live events, each version exactly once, in order ([`crate::END`]: from
+    /// the stream's durable end when it is called).
     pub fn subscribe_stream(&self, stream: &str, from_version: u64) -> Result<Subscription> {
         validate_stream(stream)?;
         Ok(Subscription::stream(self.shared().clone(), stream, from_version))

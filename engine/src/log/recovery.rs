@@ -554,7 +554,7 @@ fn checkpoint_misfit(
     if !checkpoint::last_group_matches(dir, checkpoint)? {
         return Ok(Some("the last group it covers is not in the log (cut or written again since)".into()));
     }
-    Ok(None)
+    checkpoint::streams_match(dir, checkpoint)
 }
 
 /// Reads the whole log without changing anything; with `checkpoint`, only what comes after it,

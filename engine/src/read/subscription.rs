@@ -19,10 +19,15 @@
 //!   `LIVE_LAG_GROUPS_MAX` groups have become durable since it last reached the end (a slow
 //!   subscriber replays from the mapping, as history, until it catches up). Lag is counted in
 //!   groups, not events: a subscriber that keeps up is handed whole groups, and one group may
-//!   hold tens of thousands of events. Events read while catching up are historic.
+//!   hold tens of thousands of events. A stream subscription counts its own stream's unread
+//!   events instead (`LIVE_LAG_STREAM_EVENTS_MAX`): most groups hold other streams' events.
+//!   Events read while catching up are historic; a subscription made at the durable end (nothing
+//!   to catch up on, or `END`) is live from its first event.
 //! - Waiting costs the writer nothing but a look at the waker list once per durable group: a
 //!   caught-up subscription registers a waker for the next position (shared.rs), exactly as a
-//!   ticket does for its append, and is woken by the submitter's publication.
+//!   ticket does for its append, and is woken by the submitter's publication. A subscription
+//!   keeps at most one registration and removes it when dropped, so dropped subscriptions do not
+//!   pile up in the store's waker list.
 //! - When the store has closed (or was poisoned) and everything durable was handed, iteration
 //!   ends (after one `Error::Poisoned` for a poisoned store).
 
@@ -34,9 +39,9 @@ use std::task::{Context, Poll, Waker};
 
 use memmap2::Mmap;
 
-use crate::constants::{LIVE_LAG_GROUPS_MAX, SUBSCRIPTION_BATCH_MAX};
+use crate::constants::{LIVE_LAG_GROUPS_MAX, LIVE_LAG_STREAM_EVENTS_MAX, SUBSCRIPTION_BATCH_MAX};
 use crate::error::{Error, Result};
-use crate::read::reader::{EventRef, Located, LogCursor, StreamCursor};
+use crate::read::reader::{last_durable_version, EventRef, Located, LogCursor, StreamCursor, END};
 use crate::shared::{Shared, ThreadWaker};
 use crate::RecordedEvent;
 
@@ -146,31 +151,49 @@ pub struct Subscription {
     ended: bool,
     /// How long the blocking forms busy-wait before they sleep (see [`Subscription::spin`]).
     spin: std::time::Duration,
+    /// The waker registered last, and its target: removed from the store's list when the
+    /// subscription is dropped, so that dropped subscriptions do not pile up there.
+    registered: Option<(u64, Waker)>,
     /// The waker of the thread that last blocked on this subscription.
     thread_waker: Option<(std::thread::ThreadId, Waker)>,
 }
 
 impl Subscription {
+    /// `from_position` [`END`]: from the durable end now (live events only).
     pub(crate) fn all(shared: Arc<Shared>, from_position: u64) -> Subscription {
-        Subscription::new(shared, Source::All(LogCursor::new(from_position)))
+        let from = match from_position {
+            END => shared.durable.load(Ordering::Acquire),
+            from => from,
+        };
+        Subscription::new(shared, Source::All(LogCursor::new(from)))
     }
 
+    /// `from_version` [`END`]: from the stream's durable end now (live events only).
     pub(crate) fn stream(shared: Arc<Shared>, stream: &str, from_version: u64) -> Subscription {
-        Subscription::new(shared, Source::Stream(StreamCursor::new(stream, from_version)))
+        let from = match from_version {
+            END => last_durable_version(&shared, stream).map_or(0, |version| version + 1),
+            from => from,
+        };
+        Subscription::new(shared, Source::Stream(StreamCursor::new(stream, from)))
     }
 
     fn new(shared: Arc<Shared>, source: Source) -> Subscription {
-        Subscription {
+        let groups_at_end = shared.counters.groups.load(Ordering::Acquire);
+        let mut subscription = Subscription {
             shared,
             source,
             live: false,
-            groups_at_end: 0,
+            groups_at_end,
             buffer: VecDeque::new(),
             handed: 0,
             ended: false,
             spin: std::time::Duration::ZERO,
             thread_waker: None,
-        }
+            registered: None,
+        };
+        // Nothing to catch up on: what it is handed is live from the first event.
+        subscription.live = subscription.backlog() == 0;
+        subscription
     }
 
     /// Whether the subscription has handed every event that was durable when it last looked:
@@ -199,7 +222,12 @@ impl Subscription {
         }
         // Read before the end is: a group published meanwhile counts towards the next fill.
         let groups = self.shared.counters.groups.load(Ordering::Acquire);
-        if self.live && groups - self.groups_at_end > LIVE_LAG_GROUPS_MAX {
+        let fallen_behind = match &self.source {
+            Source::All(_) => groups - self.groups_at_end > LIVE_LAG_GROUPS_MAX,
+            // Most groups hold other streams' events: a stream's lag is its own backlog.
+            Source::Stream(_) => self.live && self.backlog() > LIVE_LAG_STREAM_EVENTS_MAX,
+        };
+        if self.live && fallen_behind {
             // Fallen behind: what it reads now is history again, until it catches up.
             self.live = false;
         }
@@ -239,7 +267,7 @@ impl Subscription {
     /// The watermark that, once reached, may hold a new event for this subscription.
     fn wake_target(&self) -> u64 {
         match &self.source {
-            Source::All(cursor) => cursor.next_position() + 1,
+            Source::All(cursor) => cursor.next_position().saturating_add(1),
             // A stream subscription cannot know which position its stream's next event gets:
             // any new durable group may hold it.
             Source::Stream(_) => self.shared.durable.load(Ordering::SeqCst) + 1,
@@ -272,12 +300,35 @@ impl Subscription {
                 return Poll::Ready(Ok(0));
             }
             let target = self.wake_target();
-            self.shared.register_waker(target, waker);
+            self.register(target, waker);
             if self.backlog() > 0 || self.shared.stopped.load(Ordering::SeqCst) || self.shared.poisoned.get().is_some()
             {
                 continue;
             }
             return Poll::Pending;
+        }
+    }
+
+    /// Registers `waker` for `target`, replacing this subscription's previous registration.
+    fn register(&mut self, target: u64, waker: &Waker) {
+        if let Some((old_target, old)) = &self.registered {
+            if *old_target == target && old.will_wake(waker) {
+                // Still registered (or woken, and then registered again below: a duplicate is
+                // not added).
+                self.shared.register_waker(target, waker);
+                return;
+            }
+            self.unregister();
+        }
+        self.shared.register_waker(target, waker);
+        self.registered = Some((target, waker.clone()));
+    }
+
+    fn unregister(&mut self) {
+        if let Some((target, waker)) = self.registered.take() {
+            let mut wakers = self.shared.lock_wakers();
+            wakers.retain(|(t, w)| !(*t == target && w.will_wake(&waker)));
+            self.shared.wakers_waiting.store(wakers.len(), Ordering::SeqCst);
         }
     }
 
@@ -365,6 +416,12 @@ impl Subscription {
         let count = self.buffer.len().min(max.max(1));
         self.handed = count;
         &self.buffer.make_contiguous()[..count]
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.unregister();
     }
 }
 

@@ -67,7 +67,12 @@ fn main() {
         "portable" => Backend::Portable,
         other => fail(format!("unknown backend {other}")),
     };
-    let store = Store::open(dir, small_options(backend)).unwrap_or_else(|e| fail(format!("open: {e}")));
+    let mut options = small_options(backend);
+    // tests/tests/attack_sigkill_during_background_checkpoints.rs: checkpoints all the time.
+    if let Some(bytes) = std::env::var("EVSTORE_CHECKPOINT_LOG_BYTES").ok().and_then(|v| v.parse().ok()) {
+        options.checkpoint_log_bytes = bytes;
+    }
+    let store = Store::open(dir, options).unwrap_or_else(|e| fail(format!("open: {e}")));
     let handles: Vec<_> = (0..threads)
         .map(|thread| {
             let store = store.clone();
