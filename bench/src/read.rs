@@ -47,10 +47,6 @@ pub struct ReadArgs {
     /// How long the live-delivery phase runs.
     #[arg(long, default_value_t = 5)]
     live_seconds: u64,
-    /// How long the live subscriber busy-waits for new events before it sleeps, in
-    /// microseconds (`Subscription::spin`); the phase runs once sleeping at once and once spinning.
-    #[arg(long, default_value_t = 1000)]
-    live_spin_us: u64,
     /// The writer's rate in the live-delivery phase, events/s [default: half the rate the
     /// build phase reached].
     #[arg(long)]
@@ -337,15 +333,12 @@ pub fn run(args: &ReadArgs) -> Result<(), String> {
     // Live delivery with the writer at half the rate reached above.
     let live_rate = args.live_rate.unwrap_or(append_rate / 2.0);
     let live_time = Duration::from_secs(args.live_seconds);
-    let (live, live_events) = live_delivery(&store, live_rate, live_time, Duration::ZERO)?;
-    let spin = Duration::from_micros(args.live_spin_us);
-    let (live_spin, live_spin_events) = live_delivery(&store, live_rate, live_time, spin)?;
+    let (live, live_events) = live_delivery(&store, live_rate, live_time)?;
     store.close().map_err(|e| format!("close: {e}"))?;
 
     let (w, wp, ws) = (percentiles(&warm_evstore), percentiles(&warm_pread), percentiles(&warm_sqlite));
     let (c, cp, cs) = (percentiles(&cold_evstore), percentiles(&cold_pread), percentiles(&cold_sqlite));
     let l = percentiles(&live);
-    let ls = percentiles(&live_spin);
     let sqlite_ran = !args.no_sqlite;
     let opt = |ran: bool, value: u64| if ran { json!(value) } else { json!(null) };
     let rows = [
@@ -354,8 +347,6 @@ pub fn run(args: &ReadArgs) -> Result<(), String> {
             "read_all_mb_per_sec": read_all_mb.round(), "read_all_events_per_sec": read_all_events.round(),
             "catchup_events_per_sec": catchup_events.round(),
             "live_delivery_p50_us": l.p50, "live_delivery_p99_us": l.p99, "live_events": live_events,
-            "live_delivery_spin_p50_us": ls.p50, "live_delivery_spin_p99_us": ls.p99, "live_spin_events": live_spin_events,
-            "live_spin_us": args.live_spin_us,
             "live_writer_events_per_sec": live_rate.round()}),
         json!({"system": "pread", "events": total,
             "stream_read_p50_us": wp.p50, "stream_read_p99_us": wp.p99, "stream_read_cold_p50_us": cp.p50,
@@ -399,13 +390,10 @@ pub fn run(args: &ReadArgs) -> Result<(), String> {
     row("catch-up (subscription, batches), events/s >", format!("{catchup_events:.0}"), "-".into(), "-".into());
     row("live delivery p50 us <", l.p50.to_string(), "-".into(), "-".into());
     row("live delivery p99 us <", l.p99.to_string(), "-".into(), "-".into());
-    let spin_us = args.live_spin_us;
-    row(&format!("live delivery, spin {spin_us} us, p50 us <"), ls.p50.to_string(), "-".into(), "-".into());
-    row(&format!("live delivery, spin {spin_us} us, p99 us <"), ls.p99.to_string(), "-".into(), "-".into());
     common.note(&format!(
         "{total} events, {} MB of records; pread read_all reads the segment files whole ({} MB, padding and \
          unused tails included); live: writer at {live_rate:.0} events/s (build rate {append_rate:.0}), \
-         {live_events} events handed live sleeping, {live_spin_events} spinning",
+         {live_events} events handed live",
         record_bytes / 1_000_000,
         file_bytes / 1_000_000,
     ));
@@ -415,15 +403,10 @@ pub fn run(args: &ReadArgs) -> Result<(), String> {
 /// Appends seed events at `rate` events/s for `duration` from one thread (one append per event,
 /// waited in batches, as the seed's client does), while a subscriber records, for every event it
 /// is handed live, the time since the durable watermark last moved.
-fn live_delivery(
-    store: &Store,
-    rate: f64,
-    duration: Duration,
-    spin: Duration,
-) -> Result<(Histogram<u64>, u64), String> {
+fn live_delivery(store: &Store, rate: f64, duration: Duration) -> Result<(Histogram<u64>, u64), String> {
     let stop = Arc::new(AtomicBool::new(false));
     let from = store.durable_position();
-    let mut subscription = store.subscribe_all(from).map_err(|e| e.to_string())?.spin(spin);
+    let mut subscription = store.subscribe_all(from).map_err(|e| e.to_string())?;
     let subscriber_stop = stop.clone();
     let subscriber_store = store.clone();
     let subscriber = std::thread::spawn(move || -> Result<(Histogram<u64>, u64), String> {

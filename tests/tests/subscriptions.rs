@@ -348,3 +348,33 @@ fn the_async_stream_waits_without_blocking_and_is_woken_by_new_events() {
     drop(store);
     assert!(block_on(NextItem(&mut sub)).is_none(), "closed: the stream ends");
 }
+
+/// While a subscription is open, live readers read recent groups from in-memory copies (at most
+/// 16 MiB of them, oldest dropped): a subscriber that reads after more than that was written gets
+/// the old groups from the mapping and the recent ones from memory, and both agree with the log.
+#[test]
+fn groups_read_from_memory_and_from_the_mapping_agree_with_the_log() {
+    let _watchdog = watchdog("groups_read_from_memory_and_from_the_mapping_agree_with_the_log", 60);
+    let dir = temp_dir("sub-recent");
+    let store = open(dir.path(), small_options(Backend::Portable)).expect("portable opens");
+    let mut sub = store.subscribe_all(0).unwrap();
+    let mut stream_sub = store.subscribe_stream("big-1", 0).unwrap();
+    // About 24 MiB in groups of about 60 KiB, every append waited: more than the copies kept.
+    for i in 0..400u32 {
+        let data = vec![(i % 251) as u8; 60_000];
+        store
+            .append(&format!("big-{}", i % 3), ExpectedVersion::Any, [Event::new("Big", data)])
+            .unwrap()
+            .wait()
+            .unwrap();
+    }
+    let log = evstore_tests::read_all(&store);
+    assert_eq!(log.len(), 400);
+    for expected in &log {
+        assert_eq!(&next(&mut sub).to_recorded(), expected);
+    }
+    for expected in log.iter().filter(|e| e.stream == "big-1") {
+        assert_eq!(&next(&mut stream_sub).to_recorded(), expected);
+    }
+    store.close().unwrap();
+}

@@ -44,6 +44,7 @@ use smallvec::SmallVec;
 use crate::constants::{LOCATION_OFFSET_BITS, SEGMENT_MAPS_MAX, STREAMS_MAX};
 use crate::error::{Error, Result};
 use crate::log::checkpoint::CheckpointState;
+use crate::log::recent::RecentGroups;
 use crate::log::segment;
 use crate::testing::FaultPlan;
 
@@ -263,6 +264,8 @@ pub(crate) struct Index {
     pub version_table_bytes: AtomicUsize,
     /// What the checkpoint on disk covers, and the lock its writers take (checkpoint.rs).
     pub checkpoints: CheckpointState,
+    /// Copies of the last durable groups while subscriptions are open (log/recent.rs).
+    pub recent: RecentGroups,
     segments: SegmentMaps,
 }
 
@@ -288,6 +291,7 @@ impl Index {
             log_segments: Mutex::new(Vec::new()),
             version_table_bytes: AtomicUsize::new(0),
             checkpoints: CheckpointState::new(None, 0),
+            recent: RecentGroups::default(),
             segments: SegmentMaps { dir, faults, cache: Mutex::new(MapCache::default()) },
         }
     }

@@ -128,7 +128,17 @@ pub(crate) fn corrupted(segment: u64, offset: usize, reason: String) -> Error {
     Error::Corrupted { segment, offset: offset as u64, reason }
 }
 
-fn decode_at(map: &Mmap, segment: u64, offset: usize) -> Result<RecordView<'_>> {
+/// `error` with its offset moved by `base`: for records read from a copy of their group.
+fn rebase(error: Error, base: usize) -> Error {
+    match error {
+        Error::Corrupted { segment, offset, reason } => {
+            Error::Corrupted { segment, offset: offset + base as u64, reason }
+        }
+        other => other,
+    }
+}
+
+fn decode_at(map: &[u8], segment: u64, offset: usize) -> Result<RecordView<'_>> {
     let bytes =
         map.get(offset..).ok_or_else(|| corrupted(segment, offset, "record offset past the segment end".into()))?;
     record::decode(bytes).map_err(|reason| corrupted(segment, offset, reason))
@@ -171,7 +181,7 @@ impl Located {
     }
 
     /// The event, sliced out of `map`, the mapping of its segment that it was checked in.
-    pub(crate) fn event<'a>(&self, map: &'a Mmap) -> EventRef<'a> {
+    pub(crate) fn event<'a>(&self, map: &'a [u8]) -> EventRef<'a> {
         let stream_at = self.offset + RECORD_HEADER_BYTES;
         let type_at = stream_at + self.stream_len as usize;
         let metadata_at = type_at + self.type_len as usize;
@@ -192,6 +202,25 @@ impl Located {
             event_type: text(&map[type_at..metadata_at]),
             metadata: &map[metadata_at..data_at],
             data: &map[data_at..data_end],
+        }
+    }
+}
+
+/// Bytes a record is read from: a segment's mapping, or the in-memory copy of a recent group
+/// (log/recent.rs). Cloning it is a reference count, never a copy.
+#[derive(Clone)]
+pub(crate) enum Held {
+    Map(Arc<Mmap>),
+    Copy(Arc<Vec<u8>>),
+}
+
+impl std::ops::Deref for Held {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Held::Map(map) => map,
+            Held::Copy(bytes) => bytes,
         }
     }
 }
@@ -219,12 +248,18 @@ impl SegmentCache {
     }
 }
 
-fn group_header(map: &Mmap, group: &GroupLocation) -> Result<GroupHeader> {
-    let offset = group.offset as usize;
-    let bytes = map
+fn group_header(map: &[u8], group: &GroupLocation) -> Result<GroupHeader> {
+    group_header_at(map, 0, group)
+}
+
+/// The header of `group`, in `bytes` that start at byte `base` of its segment.
+fn group_header_at(bytes: &[u8], base: usize, group: &GroupLocation) -> Result<GroupHeader> {
+    let offset = group.offset as usize - base;
+    let at = group.offset as usize;
+    let bytes = bytes
         .get(offset..offset + GROUP_HEADER_BYTES)
-        .ok_or_else(|| corrupted(group.segment, offset, "group past the segment end".into()))?;
-    GroupHeader::decode(bytes).map_err(|e| corrupted(group.segment, offset, format!("bad group header: {e:?}")))
+        .ok_or_else(|| corrupted(group.segment, at, "group past the segment end".into()))?;
+    GroupHeader::decode(bytes).map_err(|e| corrupted(group.segment, at, format!("bad group header: {e:?}")))
 }
 
 /// A walk forwards through the log by position, over durable groups. The end (a position, at
@@ -240,6 +275,10 @@ pub(crate) struct LogCursor {
     /// Segment and offset up to which readahead was requested.
     readahead: (u64, usize),
     cache: SegmentCache,
+    /// The current group's bytes, and the segment offset where they start (0 for the mapping,
+    /// the group's offset for an in-memory copy): `offset` and `group_end` index `held`.
+    held: Option<Held>,
+    base: usize,
 }
 
 impl LogCursor {
@@ -253,6 +292,8 @@ impl LogCursor {
             group_end: 0,
             readahead: (0, 0),
             cache: SegmentCache::default(),
+            held: None,
+            base: 0,
         }
     }
 
@@ -261,8 +302,9 @@ impl LogCursor {
         self.next_position
     }
 
-    pub(crate) fn map(&self) -> &Arc<Mmap> {
-        self.cache.map()
+    /// The bytes every `Located` this cursor returned last lies in.
+    pub(crate) fn held(&self) -> &Held {
+        self.held.as_ref().expect("a group is loaded before a record of it is returned")
     }
 
     /// Moves to the next group (or the one holding `next_position` at the start).
@@ -273,7 +315,19 @@ impl LogCursor {
             shared.index.group_of(self.next_position)
         };
         let Some((index, group)) = found else { return Ok(false) };
-        let header = group_header(self.cache.load(shared, group.segment)?, &group)?;
+        // A group published moments ago is still in memory: reading it through the mapping
+        // would wait for a disk read of bytes the writer had in a buffer (log/recent.rs).
+        let (held, base) = match shared.index.recent.find(group.segment, group.offset) {
+            Some(copy) => (Held::Copy(copy), group.offset as usize),
+            None => {
+                self.cache.load(shared, group.segment)?;
+                (Held::Map(self.cache.map().clone()), 0)
+            }
+        };
+        let header = group_header_at(&held, base, &group)?;
+        let from_memory = matches!(held, Held::Copy(_));
+        self.held = Some(held);
+        self.base = base;
         if !self.started {
             // A log need not start at position 0 (its first segment names where it starts).
             self.next_position = self.next_position.max(group.first_position);
@@ -281,12 +335,13 @@ impl LogCursor {
         }
         self.group_index = index;
         self.segment = group.segment;
-        self.offset = group.offset as usize + GROUP_HEADER_BYTES;
+        self.offset = group.offset as usize - base + GROUP_HEADER_BYTES;
         self.group_end = self.offset + header.body_bytes as usize;
-        if self.readahead.0 != group.segment || self.readahead.1 < self.group_end {
+        let segment_end = group.offset as usize + GROUP_HEADER_BYTES + header.body_bytes as usize;
+        if !from_memory && (self.readahead.0 != group.segment || self.readahead.1 < segment_end) {
             // One madvise per window, not per group: at low load a group is one small event.
             let map = self.cache.map();
-            let end = (group.offset as usize + READAHEAD_BYTES).max(self.group_end).min(map.len());
+            let end = (group.offset as usize + READAHEAD_BYTES).max(segment_end).min(map.len());
             let start = group.offset as usize & !(4095);
             // A hint: refused, the read is as correct, only slower when cold.
             let _ = map.advise_range(memmap2::Advice::WillNeed, start, end - start);
@@ -309,7 +364,9 @@ impl LogCursor {
                 continue;
             }
             let at = self.offset;
-            let view = decode_at(self.cache.map(), self.segment, at)?;
+            let held = self.held.as_deref().expect("a current group");
+            // Errors name the offset in the segment, wherever the bytes were read from.
+            let view = decode_at(held, self.segment, at).map_err(|e| rebase(e, self.base))?;
             self.offset += view.len;
             if view.position < self.next_position {
                 continue;
@@ -317,11 +374,11 @@ impl LogCursor {
             if view.position != self.next_position {
                 return Err(corrupted(
                     self.segment,
-                    at,
+                    at + self.base,
                     format!("expected position {}, found {}", self.next_position, view.position),
                 ));
             }
-            let located = Located::new(&view, self.segment, at)?;
+            let located = Located::new(&view, self.segment, at).map_err(|e| rebase(e, self.base))?;
             self.next_position += 1;
             return Ok(Some(located));
         }
@@ -611,8 +668,8 @@ impl AllEvents {
             Ok(Some(located)) => {
                 self.remaining -= 1;
                 let map = match &self.backwards {
-                    None => self.forwards.map(),
-                    Some(backwards) => backwards.cache.map(),
+                    None => &**self.forwards.held(),
+                    Some(backwards) => &**backwards.cache.map(),
                 };
                 Some(Ok(located.event(map)))
             }

@@ -37,11 +37,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use memmap2::Mmap;
-
 use crate::constants::{LIVE_LAG_GROUPS_MAX, LIVE_LAG_STREAM_EVENTS_MAX, SUBSCRIPTION_BATCH_MAX};
 use crate::error::{Error, Result};
-use crate::read::reader::{last_durable_version, EventRef, Located, LogCursor, StreamCursor, END};
+use crate::read::reader::{last_durable_version, EventRef, Held, Located, LogCursor, StreamCursor, END};
 use crate::shared::{Shared, ThreadWaker};
 use crate::RecordedEvent;
 
@@ -51,7 +49,7 @@ use crate::RecordedEvent;
 /// a reference count). [`Envelope::to_recorded`] copies the event out.
 #[derive(Clone)]
 pub struct Envelope {
-    map: Arc<Mmap>,
+    map: Held,
     at: Located,
     historic: bool,
 }
@@ -149,8 +147,6 @@ pub struct Subscription {
     handed: usize,
     /// The poisoning was reported: iteration is over.
     ended: bool,
-    /// How long the blocking forms busy-wait before they sleep (see [`Subscription::spin`]).
-    spin: std::time::Duration,
     /// The waker registered last, and its target: removed from the store's list when the
     /// subscription is dropped, so that dropped subscriptions do not pile up there.
     registered: Option<(u64, Waker)>,
@@ -178,6 +174,7 @@ impl Subscription {
     }
 
     fn new(shared: Arc<Shared>, source: Source) -> Subscription {
+        shared.index.recent.subscribe();
         let groups_at_end = shared.counters.groups.load(Ordering::Acquire);
         let mut subscription = Subscription {
             shared,
@@ -187,7 +184,6 @@ impl Subscription {
             buffer: VecDeque::new(),
             handed: 0,
             ended: false,
-            spin: std::time::Duration::ZERO,
             thread_waker: None,
             registered: None,
         };
@@ -242,7 +238,7 @@ impl Subscription {
                         reached_end = true;
                         break;
                     };
-                    self.buffer.push_back(Envelope { map: cursor.map().clone(), at, historic });
+                    self.buffer.push_back(Envelope { map: cursor.held().clone(), at, historic });
                 }
             }
             Source::Stream(cursor) => {
@@ -252,7 +248,7 @@ impl Subscription {
                         reached_end = true;
                         break;
                     };
-                    self.buffer.push_back(Envelope { map: cursor.map().clone(), at, historic });
+                    self.buffer.push_back(Envelope { map: Held::Map(cursor.map().clone()), at, historic });
                 }
             }
         }
@@ -343,13 +339,6 @@ impl Subscription {
                 waker
             }
         };
-        if !self.spin.is_zero() && !self.ended {
-            let filled = self.fill(max)?;
-            if filled > 0 {
-                return Ok(filled);
-            }
-            self.spin_until_durable_moves();
-        }
         loop {
             match self.poll_fill(&waker, max) {
                 Poll::Ready(result) => return result,
@@ -357,37 +346,6 @@ impl Subscription {
                 Poll::Pending => std::thread::park(),
             }
         }
-    }
-
-    /// Busy-waits up to `spin` for the durable watermark to move (see [`Subscription::spin`]).
-    fn spin_until_durable_moves(&self) {
-        let durable = &self.shared.durable;
-        let seen = durable.load(Ordering::Acquire);
-        let start = std::time::Instant::now();
-        loop {
-            // The clock is read once per 64 loads: a load of a line the submitter only writes
-            // once per group costs a few nanoseconds, a clock read about twenty.
-            for _ in 0..64 {
-                if durable.load(Ordering::Acquire) != seen {
-                    return;
-                }
-                std::hint::spin_loop();
-            }
-            if start.elapsed() >= self.spin || self.shared.stopped.load(Ordering::Relaxed) {
-                return;
-            }
-        }
-    }
-
-    /// Makes the blocking forms (`next`, `next_batch`) busy-wait up to `spin` for new events
-    /// before they sleep. A sleeping thread is woken by the submitter in tens of microseconds
-    /// (more where waking an idle CPU is slow, as in many virtual machines); a spinning one sees
-    /// a new group within a microsecond, at the price of a CPU kept busy while it spins. Default:
-    /// zero (sleep at once). Spinning longer than the gap between groups keeps a core busy all
-    /// the time. The async form never spins.
-    pub fn spin(mut self, spin: std::time::Duration) -> Subscription {
-        self.spin = spin;
-        self
     }
 
     /// Hands up to `max` envelopes at once (at most `SUBSCRIPTION_BATCH_MAX`), blocking while
@@ -422,6 +380,7 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.unregister();
+        self.shared.index.recent.unsubscribe();
     }
 }
 

@@ -749,6 +749,11 @@ impl Submitter {
                     streams.push_new(id, self.versions.name(id).clone(), Locations::from_slice(&[location]));
                 }
             }
+            if shared.index.recent.wanted() {
+                // Subscriptions read this group in the next microseconds: from memory, not
+                // from the disk that O_DIRECT left it on (log/recent.rs).
+                shared.index.recent.push(meta.segment, meta.offset, &self.pool[slot].as_slice()[..meta.len]);
+            }
             shared.index.groups.write().unwrap_or_else(std::sync::PoisonError::into_inner).push(GroupLocation {
                 first_position: meta.first_position,
                 segment: meta.segment,
