@@ -39,6 +39,8 @@ pub enum Error {
     DirectIoUnsupported { path: PathBuf, fs: String },
     #[error("{path} is on {fs}, which does not survive a power loss; set Options::allow_volatile to use it anyway")]
     VolatileFileSystem { path: PathBuf, fs: String },
+    #[error("{path} is not a directory (a store is a directory; give the path of one, or of one to create)")]
+    NotADirectory { path: PathBuf },
     #[error("io_uring is unavailable (errno {errno}: {}); use Backend::Auto or Backend::Portable", std::io::Error::from_raw_os_error(*errno))]
     IoUringUnavailable { errno: i32 },
     #[error("disk full while {context}; free space and retry (nothing acknowledged was lost)")]

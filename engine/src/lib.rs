@@ -22,6 +22,12 @@
 //! The architecture and the durability argument are in `docs/design.md`, the on-disk format byte
 //! by byte in `docs/format.md`.
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "evstore runs on Linux only: it writes with O_DIRECT through io_uring (or pwritev2) and relies on \
+     Linux's statfs, fallocate and page-cache behaviour; there is no port to this target"
+);
+
 mod buffer;
 mod constants;
 mod error;
@@ -159,6 +165,85 @@ impl Default for Options {
             allow_buffered_io: false,
             faults: None,
         }
+    }
+}
+
+/// Chainable setters, one per field: `Options::default().sync(SyncMode::Fdatasync).segment_bytes(64 << 20)`.
+/// (`Options` is `#[non_exhaustive]`, so a struct literal with `..Default::default()` does not
+/// compile outside this crate.) Values are checked by [`Store::open`], which names the option it
+/// refuses ([`Error::InvalidOption`]).
+///
+/// ```
+/// use evstore::{Options, SyncMode};
+///
+/// let options = Options::default().sync(SyncMode::Fdatasync).segment_bytes(64 << 20).groups_in_flight_max(8);
+/// assert_eq!((options.sync, options.segment_bytes, options.groups_in_flight_max), (SyncMode::Fdatasync, 64 << 20, 8));
+/// ```
+impl Options {
+    /// How appends are made durable (see the field). Returns the options, so that setters chain.
+    pub fn sync(mut self, sync: SyncMode) -> Options {
+        self.sync = sync;
+        self
+    }
+
+    /// Which I/O backend writes the log (see the field). Returns the options, so that setters chain.
+    pub fn backend(mut self, backend: Backend) -> Options {
+        self.backend = backend;
+        self
+    }
+
+    /// Size of each segment file in bytes (see the field for its bounds). Returns the options, so that setters chain.
+    pub fn segment_bytes(mut self, segment_bytes: u64) -> Options {
+        self.segment_bytes = segment_bytes;
+        self
+    }
+
+    /// How segments are prepared ahead of use. Returns the options, so that setters chain.
+    pub fn segment_prepare(mut self, segment_prepare: SegmentPrepare) -> Options {
+        self.segment_prepare = segment_prepare;
+        self
+    }
+
+    /// Largest group (one write) in bytes; also bounds the largest append. Returns the options, so that setters chain.
+    pub fn group_bytes_max(mut self, group_bytes_max: usize) -> Options {
+        self.group_bytes_max = group_bytes_max;
+        self
+    }
+
+    /// How many groups may be written and flushing at once. Returns the options, so that setters chain.
+    pub fn groups_in_flight_max(mut self, groups_in_flight_max: usize) -> Options {
+        self.groups_in_flight_max = groups_in_flight_max;
+        self
+    }
+
+    /// Bytes a group needs to be submitted early while another is in flight. Returns the options, so that setters chain.
+    pub fn busy_group_bytes_min(mut self, busy_group_bytes_min: usize) -> Options {
+        self.busy_group_bytes_min = busy_group_bytes_min;
+        self
+    }
+
+    /// Capacity of the append queue, in appends. Returns the options, so that setters chain.
+    pub fn queue_appends_max(mut self, queue_appends_max: usize) -> Options {
+        self.queue_appends_max = queue_appends_max;
+        self
+    }
+
+    /// Log bytes between background index checkpoints. Returns the options, so that setters chain.
+    pub fn checkpoint_log_bytes(mut self, checkpoint_log_bytes: u64) -> Options {
+        self.checkpoint_log_bytes = checkpoint_log_bytes;
+        self
+    }
+
+    /// Allow a directory on a file system that does not survive power loss. Returns the options, so that setters chain.
+    pub fn allow_volatile(mut self, allow_volatile: bool) -> Options {
+        self.allow_volatile = allow_volatile;
+        self
+    }
+
+    /// Allow buffered I/O where the file system refuses O_DIRECT. Returns the options, so that setters chain.
+    pub fn allow_buffered_io(mut self, allow_buffered_io: bool) -> Options {
+        self.allow_buffered_io = allow_buffered_io;
+        self
     }
 }
 

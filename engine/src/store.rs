@@ -153,7 +153,17 @@ fn validate_options(options: &Options) -> Result<()> {
 fn prepare_dir(path: &Path, options: &Options) -> Result<(PathBuf, DirLock, bool)> {
     validate_options(options)?;
     let dir = path.to_path_buf();
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    // Checked first: `create_dir_all` on a file says only "File exists (os error 17)".
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::NotADirectory { path: dir });
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| match e.kind() {
+        // A file in the way of a parent, or one created in between.
+        std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
+            Error::NotADirectory { path: dir.clone() }
+        }
+        _ => Error::io(format!("creating {}", dir.display()), e),
+    })?;
     let (magic, fs) = platform::file_system(&dir)?;
     if platform::is_volatile(magic) && !options.allow_volatile {
         return Err(Error::VolatileFileSystem { path: dir, fs });

@@ -155,8 +155,8 @@ impl RunConfig {
         RunConfig {
             run,
             seed: run_seed,
-            backend: if uring && run % 2 == 0 { Backend::IoUring } else { Backend::Portable },
-            sync: if (run / 2) % 2 == 0 { SyncMode::Dsync } else { SyncMode::Fdatasync },
+            backend: if uring && run.is_multiple_of(2) { Backend::IoUring } else { Backend::Portable },
+            sync: if (run / 2).is_multiple_of(2) { SyncMode::Dsync } else { SyncMode::Fdatasync },
             groups_in_flight_max: 1 + rng.below(8) as usize,
             segment_bytes: [64u64, 96, 128][rng.below(3) as usize] << 10,
             busy_group_bytes_min: [4usize, 8, 16, 256][rng.below(4) as usize] << 10,

@@ -199,3 +199,21 @@ fn invalid_options_are_refused() {
     append_one(&store, "s", ExpectedVersion::Any, b"fits").expect("append");
     store.close().expect("close");
 }
+
+#[test]
+fn a_path_that_is_a_file_is_not_a_directory() {
+    let dir = temp_dir("not-a-dir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a store").unwrap();
+    for path in [file.clone(), file.join("below")] {
+        match Store::open(&path, Options::default()) {
+            Err(Error::NotADirectory { path: reported }) => assert_eq!(reported, path),
+            other => panic!("open {}: expected NotADirectory, got {other:?}", path.display()),
+        }
+        match Store::repair(&path, Options::default()) {
+            Err(Error::NotADirectory { .. }) => {}
+            other => panic!("repair {}: expected NotADirectory, got {other:?}", path.display()),
+        }
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a store", "the file is left alone");
+}
