@@ -49,9 +49,10 @@ pub const CHECKPOINT_CHUNK_LOCATIONS: usize = 1 << 16;
 /// Segment mappings kept for readers (see log/index.rs); far below `vm.max_map_count`.
 pub const SEGMENT_MAPS_MAX: usize = 256;
 /// Most bytes of recent durable groups kept in memory for live readers while a subscription is
-/// open (log/recent.rs), and most spare buffers kept for those copies.
+/// open (log/recent.rs).
 pub const RECENT_GROUP_BYTES_MAX: usize = 16 << 20;
-pub const RECENT_POOL_BUFFERS_MAX: usize = 16;
+/// Most bytes of such copies alive at once, kept or held by readers and envelopes.
+pub const RECENT_LIVE_BYTES_MAX: usize = 32 << 20;
 /// Most envelopes a subscription buffers (and hands in one batch): its memory bound.
 pub const SUBSCRIPTION_BATCH_MAX: usize = 4096;
 /// A live subscription turns historic again, until it catches up, once more than this many

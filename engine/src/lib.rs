@@ -22,6 +22,8 @@
 //! The architecture and the durability argument are in `docs/design.md`, the on-disk format byte
 //! by byte in `docs/format.md`.
 
+#![warn(missing_docs)]
+
 #[cfg(not(target_os = "linux"))]
 compile_error!(
     "evstore runs on Linux only: it writes with O_DIRECT through io_uring (or pwritev2) and relies on \
@@ -254,8 +256,11 @@ impl Options {
 /// `append` encodes the event before it returns, so the borrow ends there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event<'a> {
+    /// The event's type (1 to 255 bytes), e.g. `"ItemCreated"`.
     pub event_type: Cow<'a, str>,
+    /// The event's data: opaque bytes (JSON, protobuf, ...), at most what a group holds.
     pub data: Cow<'a, [u8]>,
+    /// Opaque metadata (at most 65,535 bytes; empty if none).
     pub metadata: Cow<'a, [u8]>,
 }
 
@@ -357,7 +362,8 @@ impl fmt::Display for ExpectedVersion {
     }
 }
 
-/// What a durable append reports.
+/// What a durable append reports. Note the asymmetry: `position` is the append's *first*
+/// event's, `version` its *last* event's (the one to expect in the next append to the stream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
     /// Global log position of the first event of the append (positions count events from 0).
@@ -369,11 +375,17 @@ pub struct Appended {
 /// An event read back from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedEvent {
+    /// Position in the log (events count from 0).
     pub position: u64,
+    /// The stream id.
     pub stream: String,
+    /// Version in its stream (versions count from 0 per stream).
     pub version: u64,
+    /// The event type.
     pub event_type: String,
+    /// The event's data.
     pub data: Vec<u8>,
+    /// The event's metadata (empty if none was given).
     pub metadata: Vec<u8>,
     /// When the group holding the event was built, in microseconds since the Unix epoch.
     pub timestamp_us: u64,

@@ -56,7 +56,10 @@ pub(crate) struct Shared {
     pub poisoned: OnceLock<String>,
     pub submitter_sleeping: AtomicBool,
     pub submitter_thread: OnceLock<Thread>,
-    pub wakers: Mutex<Vec<(u64, Waker)>>,
+    /// (target, waker, owner): owner 0 for tickets, a subscription's own token for it.
+    pub wakers: Mutex<Vec<(u64, Waker, u64)>>,
+    /// Tokens for subscriptions' waker registrations (from 1).
+    pub waker_owners: AtomicU64,
     pub wakers_waiting: AtomicUsize,
     pub index: Index,
     pub counters: Counters,
@@ -100,7 +103,7 @@ impl Shared {
 
     /// The wakers list. A panic while it was held (only a waker's `clone` or `will_wake` can
     /// panic there) leaves the list itself intact, so poisoning is ignored.
-    pub(crate) fn lock_wakers(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Waker)>> {
+    pub(crate) fn lock_wakers(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Waker, u64)>> {
         self.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -110,11 +113,38 @@ impl Shared {
     pub(crate) fn register_waker(&self, target: u64, waker: &Waker) {
         let mut wakers = self.lock_wakers();
         // A waiter registered again without being woken must not pile up copies of its waker.
-        if !wakers.iter().any(|(t, w)| *t == target && w.will_wake(waker)) {
-            wakers.push((target, waker.clone()));
+        if !wakers.iter().any(|(t, w, owner)| *owner == 0 && *t == target && w.will_wake(waker)) {
+            wakers.push((target, waker.clone(), 0));
         }
         // SeqCst pairs with the submitter's SeqCst store of `durable` (and of a request's
         // FAILED state): either it sees this waker, or the caller's re-check sees the outcome.
+        self.wakers_waiting.store(wakers.len(), Ordering::SeqCst);
+    }
+
+    /// Registers `waker` for `target` as `owner`'s one registration (a subscription's token),
+    /// replacing the one it had. Entries of different owners are never merged, so that one
+    /// owner's [`Shared::unregister_waker`] cannot take another's wake-up (two subscriptions
+    /// polled by one task share its waker and often their target).
+    pub(crate) fn register_owned_waker(&self, owner: u64, target: u64, waker: &Waker) {
+        let mut wakers = self.lock_wakers();
+        match wakers.iter_mut().find(|(_, _, o)| *o == owner) {
+            Some(entry) => {
+                entry.0 = target;
+                if !entry.1.will_wake(waker) {
+                    entry.1 = waker.clone();
+                }
+            }
+            None => wakers.push((target, waker.clone(), owner)),
+        }
+        self.wakers_waiting.store(wakers.len(), Ordering::SeqCst);
+    }
+
+    /// Removes `owner`'s registration, if it has not been woken (and so removed) already.
+    pub(crate) fn unregister_waker(&self, owner: u64) {
+        let mut wakers = self.lock_wakers();
+        if let Some(at) = wakers.iter().position(|(_, _, o)| *o == owner) {
+            wakers.swap_remove(at);
+        }
         self.wakers_waiting.store(wakers.len(), Ordering::SeqCst);
     }
 

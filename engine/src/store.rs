@@ -200,6 +200,7 @@ impl Store {
             submitter_sleeping: AtomicBool::new(false),
             submitter_thread: OnceLock::new(),
             wakers: Mutex::new(Vec::new()),
+            waker_owners: AtomicU64::new(1),
             wakers_waiting: AtomicUsize::new(0),
             index: Index::new(dir.clone(), options.faults.clone()),
             counters: Counters::default(),

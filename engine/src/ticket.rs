@@ -27,6 +27,9 @@ impl Local {
 }
 
 /// Resolves once the append is durable (`wait()` blocks; `.await` works in any executor).
+///
+/// Dropping a ticket does **not** cancel the append: it was queued when `append` returned and
+/// becomes durable all the same; only the caller no longer learns when (or whether) it did.
 #[must_use = "an append is only known durable once its ticket resolves"]
 pub struct Ticket {
     request: Arc<Request>,

@@ -16,9 +16,12 @@
 //! - Only durable groups are pushed (at publication), in log order; a copy holds exactly the
 //!   bytes of the group on disk, so a reader checks it (CRC32C, positions) as it checks the
 //!   mapping.
-//! - Bounded: at most `RECENT_GROUP_BYTES_MAX` bytes of copies are kept, oldest dropped first; a
-//!   reader (or an envelope) holding a copy keeps it alive (an `Arc`), and a dropped copy that
-//!   no one holds goes back to the pool, so that steady state allocates nothing.
+//! - Bounded: at most `RECENT_GROUP_BYTES_MAX` bytes of copies are kept here, oldest dropped
+//!   first. A reader or an envelope holding a copy keeps it alive (an `Arc`) after it is dropped
+//!   here, so every copy alive, kept or held, is counted (`live_bytes`, by capacity, decremented
+//!   when the last holder drops it), and the submitter makes no new copy while they add up to
+//!   `RECENT_LIVE_BYTES_MAX`: readers then read that group through the mapping, as before. An
+//!   envelope kept from many groups thus costs at most that bound, never a heap copy per group.
 //! - With no subscription open the submitter copies nothing: the cost is paid only by stores that
 //!   have live readers.
 
@@ -26,26 +29,46 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::constants::{RECENT_GROUP_BYTES_MAX, RECENT_POOL_BUFFERS_MAX};
+use crate::constants::{RECENT_GROUP_BYTES_MAX, RECENT_LIVE_BYTES_MAX};
+
+/// The bytes of one group, counted in `live_bytes` while they exist.
+pub(crate) struct GroupCopy {
+    bytes: Vec<u8>,
+    live_bytes: Arc<AtomicUsize>,
+}
+
+impl std::ops::Deref for GroupCopy {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for GroupCopy {
+    fn drop(&mut self) {
+        self.live_bytes.fetch_sub(self.bytes.capacity(), Ordering::Relaxed);
+    }
+}
 
 struct Kept {
     segment: u64,
     offset: u64,
-    bytes: Arc<Vec<u8>>,
+    bytes: Arc<GroupCopy>,
 }
 
 #[derive(Default)]
 struct Inner {
     kept: VecDeque<Kept>,
     kept_bytes: usize,
-    /// Buffers of dropped copies, for the next pushes.
-    pool: Vec<Vec<u8>>,
 }
 
 /// See the module docs.
 #[derive(Default)]
 pub(crate) struct RecentGroups {
     subscribers: AtomicUsize,
+    /// Capacity of every copy alive, kept here or held by a reader.
+    live_bytes: Arc<AtomicUsize>,
     inner: Mutex<Inner>,
 }
 
@@ -66,7 +89,6 @@ impl RecentGroups {
             let mut inner = self.lock();
             inner.kept.clear();
             inner.kept_bytes = 0;
-            inner.pool.clear();
         }
     }
 
@@ -75,7 +97,14 @@ impl RecentGroups {
         self.subscribers.load(Ordering::Relaxed) > 0
     }
 
-    /// Keeps a copy of the durable group whose header is at (`segment`, `offset`).
+    /// Bytes of every copy alive (kept or held by readers), by capacity.
+    #[cfg(test)]
+    pub(crate) fn live_bytes(&self) -> usize {
+        self.live_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Keeps a copy of the durable group whose header is at (`segment`, `offset`), unless the
+    /// copies alive would pass `RECENT_LIVE_BYTES_MAX`.
     pub(crate) fn push(&self, segment: u64, offset: u64, group: &[u8]) {
         if group.len() > RECENT_GROUP_BYTES_MAX || !self.wanted() {
             return;
@@ -84,21 +113,27 @@ impl RecentGroups {
         while inner.kept_bytes + group.len() > RECENT_GROUP_BYTES_MAX {
             let Some(oldest) = inner.kept.pop_front() else { break };
             inner.kept_bytes -= oldest.bytes.len();
-            if let Ok(buffer) = Arc::try_unwrap(oldest.bytes) {
-                if inner.pool.len() < RECENT_POOL_BUFFERS_MAX {
-                    inner.pool.push(buffer);
-                }
-            }
         }
-        let mut buffer = inner.pool.pop().unwrap_or_default();
-        buffer.clear();
-        buffer.extend_from_slice(group);
-        inner.kept_bytes += buffer.len();
-        inner.kept.push_back(Kept { segment, offset, bytes: Arc::new(buffer) });
+        if self.live_bytes.load(Ordering::Relaxed) + group.len() > RECENT_LIVE_BYTES_MAX {
+            // Readers hold older copies: this group is read through the mapping. Nothing kept
+            // may follow a gap, or `find` would hand a copy of a group after one that is missing
+            // (harmless, but the order keeps the binary search simple): start over after it.
+            inner.kept.clear();
+            inner.kept_bytes = 0;
+            return;
+        }
+        let bytes = group.to_vec();
+        self.live_bytes.fetch_add(bytes.capacity(), Ordering::Relaxed);
+        inner.kept_bytes += bytes.len();
+        inner.kept.push_back(Kept {
+            segment,
+            offset,
+            bytes: Arc::new(GroupCopy { bytes, live_bytes: self.live_bytes.clone() }),
+        });
     }
 
     /// The copy of the group whose header is at (`segment`, `offset`), if it is still kept.
-    pub(crate) fn find(&self, segment: u64, offset: u64) -> Option<Arc<Vec<u8>>> {
+    pub(crate) fn find(&self, segment: u64, offset: u64) -> Option<Arc<GroupCopy>> {
         if !self.wanted() {
             return None;
         }
@@ -118,18 +153,38 @@ mod tests {
         let recent = RecentGroups::default();
         recent.push(0, 4096, b"ignored: no subscriber");
         recent.subscribe();
-        assert_eq!(recent.find(0, 4096), None);
+        assert!(recent.find(0, 4096).is_none());
         let group = vec![7u8; RECENT_GROUP_BYTES_MAX / 4];
         for k in 0..6u64 {
             recent.push(1, 4096 * (k + 1), &group);
         }
         // The bound holds four: the first two were dropped.
-        assert_eq!(recent.find(1, 4096), None);
-        assert_eq!(recent.find(1, 8192), None);
-        assert_eq!(recent.find(1, 4096 * 3).as_deref(), Some(&group));
-        assert_eq!(recent.find(1, 4096 * 6).as_deref(), Some(&group));
-        assert_eq!(recent.find(2, 4096), None);
+        assert!(recent.find(1, 4096).is_none());
+        assert!(recent.find(1, 8192).is_none());
+        assert_eq!(recent.find(1, 4096 * 3).as_deref().map(|c| &c[..]), Some(&group[..]));
+        assert_eq!(recent.find(1, 4096 * 6).as_deref().map(|c| &c[..]), Some(&group[..]));
+        assert!(recent.find(2, 4096).is_none());
         recent.unsubscribe();
-        assert_eq!(recent.find(1, 4096 * 6), None);
+        assert!(recent.find(1, 4096 * 6).is_none());
+        assert_eq!(recent.live_bytes(), 0, "every copy freed");
+    }
+
+    #[test]
+    fn copies_held_by_readers_count_and_stop_new_copies_at_the_bound() {
+        let recent = RecentGroups::default();
+        recent.subscribe();
+        let group = vec![1u8; RECENT_GROUP_BYTES_MAX / 2];
+        let mut held = Vec::new();
+        for k in 0..40u64 {
+            recent.push(0, 4096 * (k + 1), &group);
+            if let Some(copy) = recent.find(0, 4096 * (k + 1)) {
+                held.push(copy);
+            }
+            assert!(recent.live_bytes() <= RECENT_LIVE_BYTES_MAX, "copies alive stay within the bound");
+        }
+        assert!(held.len() < 40, "held copies stopped new ones");
+        drop(held);
+        recent.push(0, 4096 * 100, &group);
+        assert!(recent.find(0, 4096 * 100).is_some(), "copies resume once readers let go");
     }
 }

@@ -144,7 +144,12 @@ pub enum ProjectionError<E: std::error::Error + 'static> {
     /// from another store, or [`Store::repair`] cut the log below it. Its state holds events this
     /// log does not have; rebuild it from checkpoint 0.
     #[error("the projection's checkpoint {checkpoint} is past the end of the log ({durable} durable events): its storage was built from another store or before Store::repair cut the log; rebuild it from 0")]
-    CheckpointAhead { checkpoint: u64, durable: u64 },
+    CheckpointAhead {
+        /// The checkpoint the projection's storage holds.
+        checkpoint: u64,
+        /// The log's durable events.
+        durable: u64,
+    },
 }
 
 /// Why [`ProjectionRunner::run`] (or [`ProjectionRunner::run_until_caught_up`]) returned.

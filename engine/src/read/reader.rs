@@ -28,6 +28,7 @@ use memmap2::Mmap;
 use crate::constants::{GROUP_HEADER_BYTES, RECORD_HEADER_BYTES};
 use crate::error::{Error, Result};
 use crate::log::index::{stream_hash, unpack_location, GroupLocation};
+use crate::log::recent::GroupCopy;
 use crate::log::record::{self, GroupHeader, RecordView};
 use crate::shared::Shared;
 use crate::RecordedEvent;
@@ -211,7 +212,7 @@ impl Located {
 #[derive(Clone)]
 pub(crate) enum Held {
     Map(Arc<Mmap>),
-    Copy(Arc<Vec<u8>>),
+    Copy(Arc<GroupCopy>),
 }
 
 impl std::ops::Deref for Held {

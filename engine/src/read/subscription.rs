@@ -13,7 +13,8 @@
 //! - Only durable events are handed (the cursor's end is the durable watermark, or the durable
 //!   end location for a stream).
 //! - Memory is bounded: the buffer holds at most one batch (`SUBSCRIPTION_BATCH_MAX`); an
-//!   envelope holds a reference to its segment's mapping, not a copy of the event.
+//!   envelope holds a reference to its segment's mapping or to its group's in-memory copy, and
+//!   those copies are bounded as a whole (log/recent.rs).
 //! - `historic()` is false for events read after the subscription has reached the durable end
 //!   (it read everything durable when it last looked), and true again once more than
 //!   `LIVE_LAG_GROUPS_MAX` groups have become durable since it last reached the end (a slow
@@ -44,9 +45,12 @@ use crate::shared::{Shared, ThreadWaker};
 use crate::RecordedEvent;
 
 /// One event handed by a [`Subscription`]: the event, where it is in the log, and whether it was
-/// delivered while catching up (`historic`) or live. The fields borrow the mapped log; the
-/// envelope keeps that mapping alive, so it may be kept as long as needed (it costs no copy, only
-/// a reference count). [`Envelope::to_recorded`] copies the event out.
+/// delivered while catching up (`historic`) or live. The fields borrow the mapped log, or, for a
+/// group read live, the in-memory copy of that group (log/recent.rs); the envelope keeps either
+/// alive, so it may be kept as long as needed. Keeping one costs no copy of the event, but a kept
+/// envelope of a group read live holds that group's copy: copies alive are bounded as a whole
+/// (`RECENT_LIVE_BYTES_MAX`, past which groups are read through the mapping instead). To keep
+/// many events for long, [`Envelope::to_recorded`] copies one out.
 #[derive(Clone)]
 pub struct Envelope {
     map: Held,
@@ -147,9 +151,9 @@ pub struct Subscription {
     handed: usize,
     /// The poisoning was reported: iteration is over.
     ended: bool,
-    /// The waker registered last, and its target: removed from the store's list when the
-    /// subscription is dropped, so that dropped subscriptions do not pile up there.
-    registered: Option<(u64, Waker)>,
+    /// This subscription's token in the store's waker list: it has at most one entry there,
+    /// removed when it is dropped, so that dropped subscriptions do not pile up.
+    owner: u64,
     /// The waker of the thread that last blocked on this subscription.
     thread_waker: Option<(std::thread::ThreadId, Waker)>,
 }
@@ -175,6 +179,7 @@ impl Subscription {
 
     fn new(shared: Arc<Shared>, source: Source) -> Subscription {
         shared.index.recent.subscribe();
+        let owner = shared.waker_owners.fetch_add(1, Ordering::Relaxed);
         let groups_at_end = shared.counters.groups.load(Ordering::Acquire);
         let mut subscription = Subscription {
             shared,
@@ -185,7 +190,7 @@ impl Subscription {
             handed: 0,
             ended: false,
             thread_waker: None,
-            registered: None,
+            owner,
         };
         // Nothing to catch up on: what it is handed is live from the first event.
         subscription.live = subscription.backlog() == 0;
@@ -307,25 +312,7 @@ impl Subscription {
 
     /// Registers `waker` for `target`, replacing this subscription's previous registration.
     fn register(&mut self, target: u64, waker: &Waker) {
-        if let Some((old_target, old)) = &self.registered {
-            if *old_target == target && old.will_wake(waker) {
-                // Still registered (or woken, and then registered again below: a duplicate is
-                // not added).
-                self.shared.register_waker(target, waker);
-                return;
-            }
-            self.unregister();
-        }
-        self.shared.register_waker(target, waker);
-        self.registered = Some((target, waker.clone()));
-    }
-
-    fn unregister(&mut self) {
-        if let Some((target, waker)) = self.registered.take() {
-            let mut wakers = self.shared.lock_wakers();
-            wakers.retain(|(t, w)| !(*t == target && w.will_wake(&waker)));
-            self.shared.wakers_waiting.store(wakers.len(), Ordering::SeqCst);
-        }
+        self.shared.register_owned_waker(self.owner, target, waker);
     }
 
     /// Fills the buffer, blocking the thread while the subscription is caught up.
@@ -379,7 +366,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.unregister();
+        self.shared.unregister_waker(self.owner);
         self.shared.index.recent.unsubscribe();
     }
 }
