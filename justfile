@@ -46,6 +46,15 @@ bench-lowload:
 bench-projection-costs *ARGS:
     cargo run --release -p evstore-bench -- projection-costs {{ARGS}}
 
+# The seed workload drawn: latency by percentile and events/s per system, as SVG in docs/img/
+# (the charts docs/results.md shows). `.hgrm` files and the JSON go to target/evstore-bench/.
+bench-plot:
+    mkdir -p target/evstore-bench
+    cargo run --release -p evstore-bench -- seed --json > target/evstore-bench/seed.jsonl
+    cargo run --release -p evstore-bench -- plot --out docs/img --name seed \
+        target/evstore-bench/evstore.hgrm target/evstore-bench/naive.hgrm \
+        target/evstore-bench/sqlite.hgrm target/evstore-bench/raw.hgrm target/evstore-bench/seed.jsonl
+
 # Segment preparation: pre-zeroed vs fallocated.
 bench-prepare:
     cargo run --release -p evstore-bench -- seed --segment-prepare zeroed --systems evstore,raw

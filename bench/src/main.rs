@@ -4,8 +4,11 @@
 //! How we measure: shared/BENCH.md. Results and the commands behind them: docs/results.md.
 
 mod channel;
+mod cleanup;
 mod machine;
 mod naive;
+mod plot;
+mod progress;
 mod projection_costs;
 mod raw;
 mod read;
@@ -14,7 +17,7 @@ mod report;
 mod sqlite;
 mod workload;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -22,6 +25,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use evstore::{Backend, Event, ExpectedVersion, Options, SegmentPrepare, Stats, Store, SyncMode};
 use serde_json::{json, Map, Value};
 
+use cleanup::DataDir;
+use progress::Progress;
 use raw::{RawPlan, RawSync};
 use report::{histogram, Outcome};
 use workload::{drive, payload_per_event, EvstoreClient, Shape, EVENT_DATA, EVENT_TYPE};
@@ -31,8 +36,47 @@ const RAW_BYTES_PER_EVENT_GUESS: u64 = 96;
 /// Raw write size when evstore did not run to say what group size it achieved.
 const RAW_WRITE_BYTES_DEFAULT: usize = 256 << 10;
 
+/// Where `.hgrm` files go unless `--out` says otherwise: beside cargo's build output, never in
+/// the repository's tree.
+const OUT_DIR_DEFAULT: &str = "target/evstore-bench";
+
+/// Printed under `--help`: what is measured and against what, so a first reader knows what the
+/// table's rows are before running it.
+const ABOUT_LONG: &str = "\
+evstore measured beside its peers and the raw disk, in one run, on one file system.
+
+Every figure is printed beside baselines measured in the same process run: quote the ratios,
+not the absolute numbers (the machine is shared and noisy). An event counts only once its
+caller has been told it is durable.
+
+The seed workload (`seed`): 10,000 streams x 1,000 events of 38 bytes (type \"ItemCreated\",
+data {\"Type\":\"ItemCreated\",\"ItemId\":\"1324\"}), one producer thread per core. Each producer
+takes the next stream, appends its 1,000 events one call each without waiting, waits until all
+are durable, then takes the next stream. It is the workload of the seed project evstore grew
+from.
+
+The systems (`--systems`):
+  evstore  this crate: one submitter thread group-commits appends with O_DIRECT writes through
+           io_uring into pre-written segment files.
+  naive    the seed's own design, ported: one channel message per event to one writer thread,
+           a buffered append-only file, one fdatasync per drained batch.
+  sqlite   SQLite (bundled) as an event store: WAL, synchronous=FULL, one writer connection,
+           one transaction per drained batch.
+  raw      the disk itself: io_uring O_DIRECT writes of evstore's average group size, as many
+           bytes as evstore wrote, each made durable the same way. Its \"events\" are writes and
+           its latency is per write.
+
+Progress goes to stderr (only when it is a terminal); results to stdout (`--json`: one object
+per line). The data directories are removed at the end and on Ctrl-C (`--keep` keeps them).
+How we measure: shared/BENCH.md; figures and the commands behind them: docs/results.md.";
+
 #[derive(Parser)]
-#[command(name = "evstore-bench", about = "evstore beside a naive baseline and the raw disk, in one run")]
+#[command(
+    name = "evstore-bench",
+    version,
+    about = "evstore beside a naive port of the seed, SQLite and the raw disk, measured in one run",
+    long_about = ABOUT_LONG
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,10 +84,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The seed workload: producers each take a stream, append its events without waiting, then
-    /// wait for all of them.
+    /// The seed workload against evstore, naive, sqlite and raw (see `--help` for what each is).
+    ///
+    /// Producers each take a stream, append its events without waiting, then wait for all of
+    /// them. Prints one row per system: throughput, syncs, group size, space and
+    /// append-to-durable latency percentiles; writes each system's full latency distribution
+    /// to `<out>/<system>.hgrm`.
     Seed(SeedArgs),
-    /// Low load: one small event at a time, each waited before the next (space and latency).
+    /// Low load: one small event at a time, each waited before the next (space and latency),
+    /// beside one 4 KiB durable write at a time on the raw disk.
     Lowload(LowloadArgs),
     /// The read side over the seed's events: stream reads (warm, cold), read_all, subscription
     /// catch-up and live delivery, beside pread and SQLite.
@@ -52,11 +101,16 @@ enum Command {
     Reopen(reopen::ReopenArgs),
     /// Seed 003's four projection strategies through ProjectionRunner, with the seed's cost model.
     ProjectionCosts(projection_costs::ProjectionCostsArgs),
+    /// Draws `.hgrm` files and `--json` output as SVG charts: latency by percentile per system,
+    /// and throughput per system.
+    Plot(plot::PlotArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum SyncArg {
+    /// fdatasync after each write (evstore links it to the write in io_uring).
     Fdatasync,
+    /// Each write carries RWF_DSYNC / O_DSYNC: durable when it completes.
     Dsync,
     /// NOT DURABLE: for comparison only.
     None,
@@ -64,20 +118,26 @@ enum SyncArg {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum BackendArg {
+    /// io_uring when the kernel allows it, else the portable backend (with a warning).
     Auto,
+    /// io_uring or fail.
     IoUring,
+    /// pwrite + fdatasync from the submitter thread.
     Portable,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum PrepareArg {
+    /// Segments are written with zeros ahead of use (no extent conversion on the hot path).
     Zeroed,
+    /// Segments are only fallocated (cheaper to prepare; first writes convert extents).
     Fallocated,
 }
 
 #[derive(clap::Args)]
 struct Common {
-    /// Parent directory of the data directories (each system gets a fresh one).
+    /// Parent directory of the data directories (each system gets a fresh one, removed at the
+    /// end and on Ctrl-C). Use a real disk: evstore refuses tmpfs.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
     /// How appends are made durable (`none` is NOT DURABLE, for comparison only).
@@ -89,33 +149,35 @@ struct Common {
     /// How evstore prepares its segments ahead of use.
     #[arg(long, value_enum, default_value = "zeroed")]
     segment_prepare: PrepareArg,
-    /// evstore segment size.
-    #[arg(long, default_value_t = 256)]
+    /// evstore's segment size, in MiB.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
     segment_mib: u64,
-    /// evstore's largest group (one write).
-    #[arg(long, default_value_t = 4096)]
+    /// evstore's largest group (one write), in KiB.
+    #[arg(long, default_value_t = 4096, value_name = "KIB")]
     group_kib: usize,
     /// Groups in flight in evstore; writes in flight in the raw baseline.
     #[arg(long, default_value_t = 4)]
     in_flight: usize,
-    /// While a group is in flight, the next is submitted early once it holds this much.
-    #[arg(long, default_value_t = 256)]
+    /// While a group is in flight, evstore submits the next early once it holds this many KiB.
+    #[arg(long, default_value_t = 256, value_name = "KIB")]
     busy_group_kib: usize,
-    /// One JSON object per system per line on stdout (notes go to stderr).
+    /// One JSON object per system per line on stdout (notes and progress go to stderr).
     #[arg(long)]
     json: bool,
-    /// Keep the data directories.
+    /// Keep the data directories (their paths are printed on stderr).
     #[arg(long)]
     keep: bool,
-    /// Where to write the `<system>.hgrm` percentile distributions.
-    #[arg(long, default_value = ".")]
-    hgrm_dir: PathBuf,
+    /// Directory for the `<system>.hgrm` latency distributions (created if missing).
+    #[arg(long, alias = "hgrm-dir", default_value = OUT_DIR_DEFAULT)]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
 struct SeedArgs {
+    /// Streams in the workload.
     #[arg(long, default_value_t = 10_000)]
     streams: usize,
+    /// Events appended to each stream (one `append` call each, 38-byte data).
     #[arg(long, default_value_t = 1_000)]
     events_per_stream: usize,
     /// Producer threads [default: available cores].
@@ -134,6 +196,7 @@ struct SeedArgs {
 
 #[derive(clap::Args)]
 struct LowloadArgs {
+    /// Events appended, one at a time, each waited before the next (100 streams in turn).
     #[arg(long, default_value_t = 2_000)]
     events: usize,
     #[command(flatten)]
@@ -141,41 +204,18 @@ struct LowloadArgs {
 }
 
 fn main() {
+    cleanup::install_handler();
     let result = match Cli::parse().command {
         Command::Seed(args) => seed(&args),
         Command::Lowload(args) => lowload(&args),
         Command::Read(args) => read::run(&args),
         Command::Reopen(args) => reopen::reopen(&args),
         Command::ProjectionCosts(args) => projection_costs::run(&args),
+        Command::Plot(args) => plot::run(&args),
     };
     if let Err(message) = result {
         eprintln!("evstore-bench: error: {message}");
         std::process::exit(1);
-    }
-}
-
-/// A fresh data directory for one system, removed when dropped (also on error) unless `--keep`.
-struct DataDir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl DataDir {
-    fn create(parent: &Path, system: &str, keep: bool) -> Result<DataDir, String> {
-        let path = parent.join(format!("evstore-bench-data-{}-{system}", std::process::id()));
-        // Never reuse (or delete) a directory this run did not create.
-        std::fs::create_dir(&path).map_err(|e| format!("creating the data directory {}: {e}", path.display()))?;
-        Ok(DataDir { path, keep })
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        if self.keep {
-            eprintln!("# kept {}", self.path.display());
-        } else if let Err(e) = std::fs::remove_dir_all(&self.path) {
-            eprintln!("# could not remove {}: {e}", self.path.display());
-        }
     }
 }
 
@@ -294,14 +334,26 @@ impl Common {
             for o in outcomes {
                 println!("{}", o.row());
             }
+            for line in Outcome::legend(outcomes) {
+                println!("# {line}");
+            }
+        }
+        if let Err(e) = std::fs::create_dir_all(&self.out) {
+            eprintln!("# could not create {}: {e}; no .hgrm files written", self.out.display());
+            return;
         }
         for o in outcomes {
-            match o.write_hgrm(&self.hgrm_dir) {
+            match o.write_hgrm(&self.out) {
                 Ok(path) => self.note(&format!("{} latency distribution: {}", o.system, path.display())),
-                Err(e) => eprintln!("# could not write {}.hgrm in {}: {e}", o.system, self.hgrm_dir.display()),
+                Err(e) => eprintln!("# could not write {}.hgrm in {}: {e}", o.system, self.out.display()),
             }
         }
     }
+}
+
+/// Events in a run of the seed workload.
+fn events(shape: Shape) -> u64 {
+    (shape.streams * shape.events_per_stream) as u64
 }
 
 /// An evstore outcome from the stats before and after the measured part.
@@ -338,10 +390,15 @@ fn run_evstore(args: &SeedArgs, shape: Shape) -> Result<Outcome, String> {
         .map_err(|e| format!("opening evstore in {}: {e}", data.path.display()))?;
     let client = EvstoreClient(&store);
     if args.warmup_streams > 0 {
-        drive(&client, Shape { streams: args.warmup_streams, ..shape }, "warmup/")?;
+        let warmup = Shape { streams: args.warmup_streams, ..shape };
+        let progress = Progress::start("warm-up", events(warmup), "events");
+        drive(&client, warmup, "warmup/", &progress)?;
+        progress.finish();
     }
     let before = store.stats();
-    let (seconds, latency_us) = drive(&client, shape, "users/")?;
+    let progress = Progress::start("evstore", events(shape), "events");
+    let (seconds, latency_us) = drive(&client, shape, "users/", &progress)?;
+    progress.finish();
     let after = store.stats();
     let backend = store.backend();
     store.close().map_err(|e| format!("closing evstore: {e}"))?;
@@ -354,7 +411,9 @@ fn run_naive(args: &SeedArgs, shape: Shape) -> Result<Outcome, String> {
     let data = common.data_dir("naive")?;
     let naive =
         naive::Naive::open(&data.path, common.durable()).map_err(|e| format!("opening the naive store: {e}"))?;
-    let driven = drive(&naive.client, shape, "users/");
+    let progress = Progress::start("naive", events(shape), "events");
+    let driven = drive(&naive.client, shape, "users/", &progress);
+    progress.finish();
     let counters = naive.counters();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let (events, syncs, batches, record_bytes) =
@@ -386,7 +445,9 @@ fn run_sqlite(args: &SeedArgs, shape: Shape) -> Result<Outcome, String> {
     let common = &args.common;
     let data = common.data_dir("sqlite")?;
     let sqlite = sqlite::Sqlite::open(&data.path, common.durable())?;
-    let driven = drive(&sqlite.client, shape, "users/");
+    let progress = Progress::start("sqlite", events(shape), "events");
+    let driven = drive(&sqlite.client, shape, "users/", &progress);
+    progress.finish();
     let counters = sqlite.counters();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let (events, syncs, batches, record_bytes) =
@@ -462,7 +523,9 @@ fn seed(args: &SeedArgs) -> Result<(), String> {
             .unwrap_or(RAW_WRITE_BYTES_DEFAULT);
         let plan = RawPlan { total_bytes, write_bytes, depth: common.in_flight, sync: common.raw_sync() };
         let data = common.data_dir("raw")?;
-        let outcome = raw::run(&data.path, &plan).map_err(|e| format!("raw disk baseline: {e}"))?;
+        let progress = Progress::start("raw", plan.writes(), "writes");
+        let outcome = raw::run(&data.path, &plan, &progress).map_err(|e| format!("raw disk baseline: {e}"))?;
+        progress.finish();
         common.note(&format!(
             "raw: {} writes of {} B, {} in flight (its events are writes, its latency is per write)",
             outcome.events,
@@ -513,14 +576,17 @@ fn lowload(args: &LowloadArgs) -> Result<(), String> {
         append("warmup")?;
         let before = store.stats();
         let mut latency_us = histogram();
+        let progress = Progress::start("evstore", args.events as u64, "events");
         let t0 = Instant::now();
         for i in 0..args.events {
             let stream = format!("users/{}", i % 100);
             let start = Instant::now();
             append(&stream)?;
             latency_us.saturating_record(start.elapsed().as_micros() as u64);
+            progress.add(1);
         }
         let seconds = t0.elapsed().as_secs_f64();
+        progress.finish();
         let after = store.stats();
         let backend = store.backend();
         store.close().map_err(|e| format!("closing evstore: {e}"))?;
@@ -530,7 +596,10 @@ fn lowload(args: &LowloadArgs) -> Result<(), String> {
     let plan = RawPlan { total_bytes: args.events as u64 * 4096, write_bytes: 4096, depth: 1, sync: common.raw_sync() };
     let raw = {
         let data = common.data_dir("raw")?;
-        raw::run(&data.path, &plan).map_err(|e| format!("raw disk baseline: {e}"))?
+        let progress = Progress::start("raw", plan.writes(), "writes");
+        let outcome = raw::run(&data.path, &plan, &progress).map_err(|e| format!("raw disk baseline: {e}"))?;
+        progress.finish();
+        outcome
     };
     let tag = common.durability_tag();
     let outcomes = [engine, raw];
@@ -549,4 +618,51 @@ fn lowload(args: &LowloadArgs) -> Result<(), String> {
         engine.pct(0.5) as f64 / raw.pct(0.5).max(1) as f64
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every subcommand and every flag says what it is: a first reader learns the bench from
+    /// `--help`, not from the source.
+    #[test]
+    fn every_subcommand_and_flag_has_help() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut missing = Vec::new();
+        for command in cli.get_subcommands() {
+            if command.get_about().is_none() {
+                missing.push(command.get_name().to_string());
+            }
+            for arg in command.get_arguments() {
+                let builtin = ["help", "version"].contains(&arg.get_id().as_str());
+                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+                    missing.push(format!("{} --{}", command.get_name(), arg.get_id()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
+    #[test]
+    fn the_help_names_the_seed_workload_and_every_peer() {
+        let help = Cli::command().render_long_help().to_string();
+        for needle in ["seed workload", "10,000 streams", "naive", "sqlite", "raw", "evstore"] {
+            assert!(help.contains(needle), "--help does not mention {needle:?}");
+        }
+        assert!(Cli::command().get_version().is_some(), "--version");
+    }
+
+    #[test]
+    fn hgrm_files_default_to_the_target_directory() {
+        let cli = Cli::try_parse_from(["evstore-bench", "seed"]).unwrap();
+        let Command::Seed(args) = cli.command else { panic!("seed") };
+        assert_eq!(args.common.out, PathBuf::from(OUT_DIR_DEFAULT));
+        let cli = Cli::try_parse_from(["evstore-bench", "lowload", "--hgrm-dir", "x"]).unwrap();
+        let Command::Lowload(args) = cli.command else { panic!("lowload") };
+        assert_eq!(args.common.out, PathBuf::from("x"), "the old flag still works");
+    }
 }

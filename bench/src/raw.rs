@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
+use crate::progress::Progress;
 use crate::report::{histogram, Outcome};
 
 /// O_DIRECT needs buffers, lengths and offsets aligned to the logical block size; 4096 covers it.
@@ -77,6 +78,11 @@ impl RawPlan {
     pub fn write_bytes(&self) -> usize {
         self.write_bytes.max(1).div_ceil(ALIGN) * ALIGN
     }
+
+    /// Writes the plan makes: the total rounded up to whole writes, at least one.
+    pub fn writes(&self) -> u64 {
+        self.total_bytes.div_ceil(self.write_bytes() as u64).max(1)
+    }
 }
 
 /// The writes in flight: slot i has at most one write (and its fdatasync) in flight at a time.
@@ -122,9 +128,9 @@ impl Slots {
 /// Completion tags: the slot index times two, plus one for the fdatasync of a linked pair.
 const FSYNC_TAG: u64 = 1;
 
-pub fn run(dir: &Path, plan: &RawPlan) -> io::Result<Outcome> {
+pub fn run(dir: &Path, plan: &RawPlan, progress: &Progress) -> io::Result<Outcome> {
     let write_bytes = plan.write_bytes();
-    let writes = plan.total_bytes.div_ceil(write_bytes as u64).max(1);
+    let writes = plan.writes();
     let path = dir.join("raw.dat");
     prepare(&path, writes * write_bytes as u64)?;
     let file = OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(&path)?;
@@ -182,6 +188,7 @@ pub fn run(dir: &Path, plan: &RawPlan) -> io::Result<Outcome> {
             }
             let elapsed = slots.started[slot].take().expect("a busy slot has a start time").elapsed();
             latency_us.saturating_record(elapsed.as_micros() as u64);
+            progress.add(1);
             // After an error, stop submitting and drain what is in flight.
             if next_write < writes && first_error.is_none() {
                 slots.submit(&mut ring, slot, next_write);

@@ -27,6 +27,7 @@ use hdrhistogram::Histogram;
 use rusqlite::{params, Connection};
 use serde_json::json;
 
+use crate::progress::Progress;
 use crate::workload::{drive, EvstoreClient, Shape, EVENT_DATA, EVENT_TYPE};
 use crate::{machine, sqlite, Common};
 
@@ -193,7 +194,9 @@ pub fn run(args: &ReadArgs) -> Result<(), String> {
     let shape = Shape { streams: args.streams, events_per_stream: args.events_per_stream, producers: machine::cores() };
     let total = (args.streams * args.events_per_stream) as u64;
     common.note(&format!("writing {} streams x {} seed events ...", args.streams, args.events_per_stream));
-    let (seconds, _) = drive(&EvstoreClient(&store), shape, "stream-")?;
+    let progress = Progress::start("write", total, "events");
+    let (seconds, _) = drive(&EvstoreClient(&store), shape, "stream-", &progress)?;
+    progress.finish();
     let append_rate = total as f64 / seconds;
     common.note(&format!("written in {seconds:.1} s ({append_rate:.0} events/s)"));
     let segments = segment_files(&data.path)?;

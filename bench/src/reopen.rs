@@ -23,6 +23,8 @@ use std::time::Instant;
 use evstore::{Options, Store};
 use serde_json::json;
 
+use crate::cleanup::DataDir;
+use crate::progress::Progress;
 use crate::workload::{drive, EvstoreClient, Shape};
 
 /// The seed's events per stream.
@@ -76,7 +78,9 @@ fn open(dir: &Path) -> Result<(Store, f64), String> {
 
 fn seed(store: &Store, events: u64, producers: usize, prefix: &str, per_stream: u64) -> Result<f64, String> {
     let shape = Shape { streams: (events / per_stream) as usize, events_per_stream: per_stream as usize, producers };
-    let (seconds, _) = drive(&EvstoreClient(store), shape, prefix)?;
+    let progress = Progress::start(prefix.trim_end_matches('/'), events, "events");
+    let (seconds, _) = drive(&EvstoreClient(store), shape, prefix, &progress)?;
+    progress.finish();
     Ok(seconds)
 }
 
@@ -111,15 +115,9 @@ pub fn reopen(args: &ReopenArgs) -> Result<(), String> {
         return crash_child(args, dir);
     }
     let producers = producers(args);
-    let root = args.dir.join(format!("evstore-bench-reopen-{}", std::process::id()));
-    std::fs::create_dir(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
-    let result = measure(args, &root, producers);
-    if args.keep {
-        note(args, &format!("kept {}", root.display()));
-    } else {
-        let _ = std::fs::remove_dir_all(&root);
-    }
-    result
+    // Removed on return and on Ctrl-C unless --keep (cleanup.rs).
+    let root = DataDir::create_at(args.dir.join(format!("evstore-bench-reopen-{}", std::process::id())), args.keep)?;
+    measure(args, &root.path, producers)
 }
 
 fn measure(args: &ReopenArgs, root: &Path, producers: usize) -> Result<(), String> {

@@ -74,30 +74,32 @@ impl Outcome {
         self.latency_us.value_at_quantile(q)
     }
 
+    /// The table's header: a name per column, with an arrow for the figures where one
+    /// direction is better (explained by `legend`).
     pub fn header() -> String {
         format!(
-            "{:<8} {:<20} {:>10} {:>7} {:>11} {:>8} {:>9} {:>9} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}",
+            "{:<8} {:<20} {:>10} {:>7} {:>11} {:>14} {:>9} {:>12} {:>13} {:>8} {:>8} {:>8} {:>10} {:>11} {:>9}",
             "system",
             "sync",
             "events",
-            "secs",
-            "events/s",
-            "MB/s",
+            "seconds",
+            "events/s ↑",
+            "payload MB/s ↑",
             "syncs",
-            "ev/group",
-            "disk/rec",
-            "p50us",
-            "p90us",
-            "p99us",
-            "p99.9us",
-            "p99.99us",
-            "max_us"
+            "events/group",
+            "disk/record ↓",
+            "p50 µs ↓",
+            "p90 µs ↓",
+            "p99 µs ↓",
+            "p99.9 µs ↓",
+            "p99.99 µs ↓",
+            "max µs ↓"
         )
     }
 
     pub fn row(&self) -> String {
         format!(
-            "{:<8} {:<20} {:>10} {:>7.3} {:>11.0} {:>8.1} {:>9} {:>9.1} {:>8.4} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}",
+            "{:<8} {:<20} {:>10} {:>7.3} {:>11.0} {:>14.1} {:>9} {:>12.1} {:>13.4} {:>8} {:>8} {:>8} {:>10} {:>11} {:>9}",
             self.system,
             self.sync,
             self.events,
@@ -114,6 +116,38 @@ impl Outcome {
             self.pct(0.9999),
             self.latency_us.max()
         )
+    }
+
+    /// What the columns mean, printed under the table (as `#` lines). Says what `raw`'s
+    /// figures mean only when a raw row is in the table.
+    pub fn legend(outcomes: &[Outcome]) -> Vec<String> {
+        let mut lines = vec![
+            "legend: ↑ higher is better, ↓ lower is better; figures cover the timed part only".to_string(),
+            "  events/s       events made durable per second of wall time".to_string(),
+            "  payload MB/s   payload bytes (stream id + event type + data + metadata) per second, \
+             MB = 10^6 bytes; disk bytes are in disk/record"
+                .to_string(),
+            "  syncs          durability operations: fdatasync calls, or RWF_DSYNC writes with --sync dsync \
+             (sqlite: committed transactions)"
+                .to_string(),
+            "  events/group   events per write to disk (per group commit; naive, sqlite: per drained batch); \
+             larger groups amortise each sync"
+                .to_string(),
+            "  disk/record    bytes on disk per encoded record byte (block padding, SQLite's pages and WAL); \
+             1.0 means no overhead"
+                .to_string(),
+            "  p50 .. max µs  append-to-durable latency from the caller's view, in microseconds \
+             (HDR histogram, 3 significant digits)"
+                .to_string(),
+        ];
+        if outcomes.iter().any(|o| o.system == "raw") {
+            lines.push(
+                "  raw            the disk alone: its events are writes, its payload is the bytes written, \
+                 its latency is per write"
+                    .to_string(),
+            );
+        }
+        lines
     }
 
     /// One JSON object: the figures, then `context` (machine and options) merged in.

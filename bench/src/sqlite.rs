@@ -203,7 +203,7 @@ mod tests {
         let dir = temp_dir("versions");
         let sqlite = Sqlite::open(&dir, true).unwrap();
         let shape = Shape { streams: 7, events_per_stream: 50, producers: 2 };
-        let (_, latency_us) = drive(&sqlite.client, shape, "s/").unwrap();
+        let (_, latency_us) = drive(&sqlite.client, shape, "s/", &crate::progress::Progress::hidden()).unwrap();
         let events = sqlite.counters().events.load(Ordering::Relaxed);
         let files = sqlite.close().unwrap();
         assert_eq!(events, 350);

@@ -8,6 +8,7 @@ use std::time::Instant;
 use evstore::{Event, ExpectedVersion, Store, Ticket};
 use hdrhistogram::Histogram;
 
+use crate::progress::Progress;
 use crate::report::histogram;
 
 /// The seed's event: type and JSON data (38 bytes).
@@ -39,8 +40,14 @@ pub struct Shape {
 /// Runs the workload on streams `{prefix}{i}`. Returns the wall time and the latency of every
 /// event in microseconds: from just before its `append` call to the return of the wait that told
 /// the caller. Tickets are waited in order, so one that became durable early is counted when the
-/// caller learns about it — which is what a caller of the seed's client sees.
-pub fn drive<C: Client>(client: &C, shape: Shape, prefix: &str) -> Result<(f64, Histogram<u64>), String> {
+/// caller learns about it — which is what a caller of the seed's client sees. `progress` is told
+/// after each stream's events are all durable.
+pub fn drive<C: Client>(
+    client: &C,
+    shape: Shape,
+    prefix: &str,
+    progress: &Progress,
+) -> Result<(f64, Histogram<u64>), String> {
     let next = AtomicUsize::new(0);
     // Set by the first failing producer so the others stop taking streams.
     let failed = AtomicBool::new(false);
@@ -49,7 +56,7 @@ pub fn drive<C: Client>(client: &C, shape: Shape, prefix: &str) -> Result<(f64, 
         let handles: Vec<_> = (0..shape.producers.max(1))
             .map(|_| {
                 scope.spawn(|| {
-                    let result = produce(client, shape, prefix, &next, &failed);
+                    let result = produce(client, shape, prefix, &next, &failed, progress);
                     if result.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
@@ -73,6 +80,7 @@ fn produce<C: Client>(
     prefix: &str,
     next: &AtomicUsize,
     failed: &AtomicBool,
+    progress: &Progress,
 ) -> Result<Histogram<u64>, String> {
     let producer = client.producer();
     let mut latency_us = histogram();
@@ -103,6 +111,7 @@ fn produce<C: Client>(
             }
             latency_us.saturating_record(learned.saturating_duration_since(start).as_micros() as u64);
         }
+        progress.add(shape.events_per_stream as u64);
     }
     Ok(latency_us)
 }
