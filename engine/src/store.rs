@@ -56,7 +56,13 @@ struct Handle {
 
 impl Handle {
     fn shutdown(&self) -> Result<()> {
-        self.shared.closing.store(true, Ordering::SeqCst);
+        if !self.shared.closing.swap(true, Ordering::SeqCst) {
+            tracing::info!(
+                path = %self.shared.dir.display(),
+                appended_since_open = self.shared.counters.events.load(Ordering::Relaxed),
+                "closing the store"
+            );
+        }
         let submitter_thread = self.shared.submitter_thread.get();
         if let Some(thread) = submitter_thread {
             thread.unpark();
@@ -186,6 +192,16 @@ impl Store {
     /// Damage that a crash cannot explain (a bad checksum with acknowledged data after it, a
     /// truncated or missing segment, ...) makes it fail with [`Error::Corrupted`] naming the
     /// segment and offset, without changing any file; see [`Store::repair`].
+    ///
+    /// ```
+    /// # let temp = tempfile::tempdir().unwrap();
+    /// use evstore::{Options, Store, SyncMode};
+    ///
+    /// let store = Store::open(temp.path().join("events"), Options::default().sync(SyncMode::Dsync))?;
+    /// assert_eq!(store.durable_position(), 0);
+    /// store.close()?;
+    /// # Ok::<(), evstore::Error>(())
+    /// ```
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store> {
         let (dir, lock, direct) = prepare_dir(path.as_ref(), &options)?;
         let recovered = recovery::recover(&dir, &options, direct)?;
@@ -210,6 +226,14 @@ impl Store {
             direct,
         });
         let submitter = submitter::start(shared.clone(), recovered, lock)?;
+        tracing::info!(
+            path = %shared.dir.display(),
+            events = shared.durable.load(Ordering::Relaxed),
+            backend = ?shared.backend.get().copied().unwrap_or(Backend::Portable),
+            direct_io = shared.direct,
+            sync = shared.options.sync.label(),
+            "opened the store"
+        );
         let local = Local::new(&shared);
         Ok(Store { handle: Arc::new(Handle { shared, submitter: Mutex::new(Some(submitter)) }), local })
     }
@@ -235,6 +259,24 @@ impl Store {
     ///
     /// Called on evstore's submitter thread (from a waker that polls its task inline) while the
     /// queue is full, it cannot block: it fails with [`Error::QueueFull`] instead.
+    ///
+    /// Dropping the ticket does not cancel the append. [`crate::Appended::position`] is the
+    /// first event's position, [`crate::Appended::version`] the last event's version.
+    ///
+    /// ```
+    /// # let temp = tempfile::tempdir().unwrap();
+    /// use evstore::{Error, Event, ExpectedVersion, Options, Store};
+    ///
+    /// let store = Store::open(temp.path(), Options::default())?;
+    /// let appended = store
+    ///     .append("cart/7", ExpectedVersion::NoStream, [Event::new("Created", "{}"), Event::new("ItemAdded", "{}")])?
+    ///     .wait()?;
+    /// assert_eq!((appended.position, appended.version), (0, 1));
+    /// // The expected-version check fails that append alone.
+    /// let stale = store.append("cart/7", ExpectedVersion::Exact(0), [Event::new("ItemAdded", "{}")])?.wait();
+    /// assert!(matches!(stale, Err(Error::WrongExpectedVersion { actual: Some(1), .. })));
+    /// # Ok::<(), evstore::Error>(())
+    /// ```
     pub fn append<'a, I>(&self, stream: &str, expected: ExpectedVersion, events: I) -> Result<Ticket>
     where
         I: IntoIterator<Item = Event<'a>>,
@@ -325,6 +367,22 @@ impl Store {
     /// A stream that does not exist reads as empty. The read is a snapshot: it sees the events
     /// durable when it was made. Limit it with [`StreamEvents::max_count`]; read without copying
     /// with [`StreamEvents::next_ref`].
+    ///
+    /// ```
+    /// # let temp = tempfile::tempdir().unwrap();
+    /// # use evstore::{Event, ExpectedVersion, Options, Store};
+    /// # let store = Store::open(temp.path(), Options::default())?;
+    /// # for i in 0..3 { store.append("users/1", ExpectedVersion::Any, [Event::new("Seen", format!("{i}"))])?.wait()?; }
+    /// let versions: Vec<u64> = store.read_stream("users/1", 1)?.map(|e| e.map(|e| e.version)).collect::<Result<_, _>>()?;
+    /// assert_eq!(versions, [1, 2]);
+    /// // Without copying: each event borrows the mapped log until the next call.
+    /// let mut events = store.read_stream("users/1", 0)?.max_count(2);
+    /// while let Some(event) = events.next_ref() {
+    ///     let event = event?;
+    ///     assert_eq!(event.event_type(), "Seen");
+    /// }
+    /// # Ok::<(), evstore::Error>(())
+    /// ```
     pub fn read_stream(&self, stream: &str, from_version: u64) -> Result<StreamEvents> {
         validate_stream(stream)?;
         Ok(StreamEvents::new(self.shared().clone(), stream, from_version, false))
@@ -344,6 +402,17 @@ impl Store {
 
     /// Every durable event from `from_position` on, in log order. The read is a snapshot: it
     /// sees the events durable when it was made (follow the log with [`Store::subscribe_all`]).
+    ///
+    /// ```
+    /// # let temp = tempfile::tempdir().unwrap();
+    /// # use evstore::{Event, ExpectedVersion, Options, Store, END};
+    /// # let store = Store::open(temp.path(), Options::default())?;
+    /// # for s in ["a", "b", "a"] { store.append(s, ExpectedVersion::Any, [Event::new("E", "")])?.wait()?; }
+    /// assert_eq!(store.read_all(0)?.count(), 3);
+    /// let newest: Vec<String> = store.read_all_backwards(END)?.max_count(2).map(|e| e.map(|e| e.stream)).collect::<Result<_, _>>()?;
+    /// assert_eq!(newest, ["a", "b"]);
+    /// # Ok::<(), evstore::Error>(())
+    /// ```
     pub fn read_all(&self, from_position: u64) -> Result<AllEvents> {
         Ok(AllEvents::new(self.shared().clone(), from_position, false))
     }
@@ -358,6 +427,20 @@ impl Store {
     /// flagged historic), then every event as it becomes durable (live), each exactly once, in
     /// position order. To resume after a restart, pass the position after the last event handled;
     /// pass [`crate::END`] for live events only (from the durable end when it is called).
+    ///
+    /// ```
+    /// # let temp = tempfile::tempdir().unwrap();
+    /// # use evstore::{Event, ExpectedVersion, Options, Store};
+    /// # let store = Store::open(temp.path(), Options::default())?;
+    /// store.append("a", ExpectedVersion::Any, [Event::new("Old", "")])?.wait()?;
+    /// let mut subscription = store.subscribe_all(0)?;
+    /// let old = subscription.next().unwrap()?;
+    /// assert!(old.historic());
+    /// store.append("a", ExpectedVersion::Any, [Event::new("New", "")])?.wait()?;
+    /// let new = subscription.next().unwrap()?; // blocks until an event is durable
+    /// assert_eq!((new.position(), new.event_type(), new.historic()), (1, "New", false));
+    /// # Ok::<(), evstore::Error>(())
+    /// ```
     pub fn subscribe_all(&self, from_position: u64) -> Result<Subscription> {
         Ok(Subscription::all(self.shared().clone(), from_position))
     }

@@ -1055,15 +1055,26 @@ pub(crate) fn recover(dir: &Path, options: &Options, direct: bool) -> Result<Rec
     if !clean.unused.is_empty() {
         platform::sync_dir(dir)?;
     }
-    tracing::debug!(
+    let tail_cut_bytes = clean.dirty_tail.as_ref().map_or(0, |(_, range)| range.len());
+    tracing::info!(
+        path = %dir.display(),
         segments = clean.segments,
         events = clean.recovered.next_position,
-        unused_removed = clean.unused.len(),
-        tail_cut = clean.dirty_tail.is_some(),
         from_checkpoint = clean.used_checkpoint,
+        checkpoint_position = clean.recovered.checkpoint_position,
+        unused_removed = clean.unused.len(),
+        tail_cut_bytes,
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "recovered"
+        "recovered the log"
     );
+    if let Some((number, range)) = &clean.dirty_tail {
+        tracing::info!(
+            segment = number,
+            offset = range.start,
+            bytes = range.len(),
+            "cut a torn tail a crash left (groups in flight, never acknowledged)"
+        );
+    }
     Ok(clean.recovered)
 }
 

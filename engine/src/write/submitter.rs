@@ -822,6 +822,11 @@ impl Submitter {
         // The header first, durable; then the marker in the segment that ends here, durable; only
         // then groups in the new segment (log/recovery.rs relies on this order: a "continued" marker
         // proves the next header was written, and no group of the next segment exists without it).
+        tracing::debug!(
+            segment = prepared.number,
+            first_position = self.next_position,
+            "rolling over to a new segment"
+        );
         let written =
             self.write_block(&prepared.file, prepared.number, 0, |block| header.encode(block)).and_then(|()| {
                 let Some(previous) = &self.segment else { return Ok(()) };
