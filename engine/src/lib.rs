@@ -121,6 +121,10 @@ pub struct Options {
     pub segment_bytes: u64,
     /// How segments are prepared. Default: [`SegmentPrepare::Zeroed`].
     pub segment_prepare: SegmentPrepare,
+    /// Segments grow: the first holds one largest group (`group_bytes_max` + 8 KiB), each next
+    /// one is twice the last, up to `segment_bytes`; so a store of a handful of events takes a
+    /// few MiB on disk, not `segment_bytes`. Off: every segment has `segment_bytes`. Default: on.
+    pub grow_segments: bool,
     /// Largest group (one write) in bytes, multiple of 4096, at most [`GROUP_BYTES_LIMIT`]; also
     /// bounds the largest append. Default 4 MiB.
     pub group_bytes_max: usize,
@@ -158,6 +162,7 @@ impl Default for Options {
             backend: Backend::Auto,
             segment_bytes: constants::SEGMENT_BYTES_DEFAULT,
             segment_prepare: SegmentPrepare::Zeroed,
+            grow_segments: true,
             group_bytes_max: constants::GROUP_BYTES_MAX_DEFAULT,
             groups_in_flight_max: constants::GROUPS_IN_FLIGHT_MAX_DEFAULT,
             busy_group_bytes_min: constants::BUSY_GROUP_BYTES_MIN_DEFAULT,
@@ -203,6 +208,13 @@ impl Options {
     /// How segments are prepared ahead of use. Returns the options, so that setters chain.
     pub fn segment_prepare(mut self, segment_prepare: SegmentPrepare) -> Options {
         self.segment_prepare = segment_prepare;
+        self
+    }
+
+    /// Whether segments grow from small to `segment_bytes` (see the field). Returns the
+    /// options, so that setters chain.
+    pub fn grow_segments(mut self, grow_segments: bool) -> Options {
+        self.grow_segments = grow_segments;
         self
     }
 

@@ -31,6 +31,9 @@ pub fn small_options(backend: Backend) -> Options {
     options.backend = backend;
     options.segment_bytes = 1 << 20;
     options.group_bytes_max = 64 << 10;
+    // Fixed sizes: many tests build a layout segment by segment (tests/tests/segment_growth.rs
+    // and the power-loss runs cover growing segments).
+    options.grow_segments = false;
     options
 }
 

@@ -179,6 +179,21 @@ pub(crate) fn open_for_write(path: &Path, direct: bool) -> Result<File> {
 pub(crate) struct PreparedSegment {
     pub number: u64,
     pub file: File,
+    /// Its size in bytes (see [`segment_size`]).
+    pub bytes: u64,
+}
+
+/// The size of segment `number`: segments grow, doubling from the smallest that holds one
+/// largest group (`group_bytes_max` plus the header block and the block kept for an end marker)
+/// up to `segment_bytes`, so that a store of a handful of events costs megabytes, not a whole
+/// `segment_bytes` (256 MiB by default), while a big log reaches full-size segments after a few.
+/// A function of the number alone: recovery needs no record of it (each header states its size).
+pub(crate) fn segment_size(number: u64, segment_bytes: u64, group_bytes_max: usize) -> u64 {
+    let smallest = (group_bytes_max + 2 * BLOCK_BYTES) as u64;
+    smallest
+        .checked_shl(number.min(63) as u32)
+        .filter(|&size| size >> number.min(63) == smallest)
+        .map_or(segment_bytes, |size| size.clamp(smallest.min(segment_bytes), segment_bytes))
 }
 
 /// Creates segment `number` of `bytes` bytes. Runs on the preparer thread (and in recovery).
@@ -241,12 +256,16 @@ pub(crate) fn prepare(
     if let Some(plan) = faults {
         plan.record_created(number, bytes);
     }
-    Ok(PreparedSegment { number, file })
+    Ok(PreparedSegment { number, file, bytes })
 }
 
 /// The background thread that keeps one segment prepared ahead of the submitter.
 pub(crate) struct Preparer {
     pub receiver: Receiver<Result<PreparedSegment>>,
+    /// Tells the thread to prepare the next segment (see [`Preparer::request`]).
+    go: SyncSender<()>,
+    /// A request is out and its segment not taken yet.
+    requested: bool,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -254,6 +273,8 @@ pub(crate) struct PreparerConfig {
     pub dir: PathBuf,
     pub first_number: u64,
     pub segment_bytes: u64,
+    pub group_bytes_max: usize,
+    pub grow: bool,
     pub mode: SegmentPrepare,
     pub direct: bool,
     pub faults: Option<FaultPlan>,
@@ -262,14 +283,39 @@ pub(crate) struct PreparerConfig {
 impl Preparer {
     pub(crate) fn start(config: PreparerConfig) -> Result<Preparer> {
         // Rendezvous channel: the preparer finishes one segment and waits until it is taken, so
-        // exactly one segment is ready ahead. After a failure it sends the error and, once that
-        // was taken, tries again: a caller that receives twice always gets a fresh attempt.
+        // at most one segment is ready ahead. It starts a segment only when asked (`request`):
+        // the submitter asks once the active segment is a quarter full, so a small store has no
+        // unused segment on disk, and a big writer still finds the next one ready. After a
+        // failure it sends the error and, once that was taken, tries again without being asked:
+        // a caller that receives twice always gets a fresh attempt.
         let (sender, receiver) = std::sync::mpsc::sync_channel(0);
+        let (go, go_receiver) = std::sync::mpsc::sync_channel(1);
         let handle = std::thread::Builder::new()
             .name("evstore-preparer".into())
-            .spawn(move || run_preparer(config, sender))
+            .spawn(move || run_preparer(config, go_receiver, sender))
             .map_err(|e| Error::io("spawning the segment preparer thread", e))?;
-        Ok(Preparer { receiver, handle: Some(handle) })
+        Ok(Preparer { receiver, go, requested: false, handle: Some(handle) })
+    }
+
+    /// Asks for the next segment to be prepared in the background (once per segment).
+    pub(crate) fn request(&mut self) {
+        if !self.requested {
+            self.requested = true;
+            // A full channel holds a request already; a closed one means the thread is gone,
+            // which the next receive reports.
+            let _ = self.go.try_send(());
+        }
+    }
+
+    /// Takes the next prepared segment, asking for it first if nobody did; waits while it is
+    /// being prepared.
+    pub(crate) fn take(&mut self) -> std::result::Result<Result<PreparedSegment>, std::sync::mpsc::RecvError> {
+        self.request();
+        let taken = self.receiver.recv();
+        if matches!(taken, Ok(Ok(_))) {
+            self.requested = false;
+        }
+        taken
     }
 
     /// Stops the thread and waits for it (see `Drop`).
@@ -284,25 +330,28 @@ impl Drop for Preparer {
     /// submitter failed while starting.
     fn drop(&mut self) {
         drop(std::mem::replace(&mut self.receiver, std::sync::mpsc::sync_channel(0).1));
+        // And the thread waiting for a request wakes to find the channel closed.
+        drop(std::mem::replace(&mut self.go, std::sync::mpsc::sync_channel(1).0));
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
         }
     }
 }
 
-fn run_preparer(config: PreparerConfig, sender: SyncSender<Result<PreparedSegment>>) {
+fn run_preparer(config: PreparerConfig, go: Receiver<()>, sender: SyncSender<Result<PreparedSegment>>) {
     let zeros = AlignedBuf::new(ZERO_CHUNK_BYTES);
     let mut number = config.first_number;
+    let mut asked = false;
     loop {
-        let result = prepare(
-            &config.dir,
-            number,
-            config.segment_bytes,
-            config.mode,
-            config.direct,
-            config.faults.as_ref(),
-            &zeros,
-        );
+        if !asked && go.recv().is_err() {
+            // The store closed.
+            return;
+        }
+        let bytes = match config.grow {
+            true => segment_size(number, config.segment_bytes, config.group_bytes_max),
+            false => config.segment_bytes,
+        };
+        let result = prepare(&config.dir, number, bytes, config.mode, config.direct, config.faults.as_ref(), &zeros);
         let ok = result.is_ok();
         if sender.send(result).is_err() {
             // The store closed. An unused prepared segment is harmless: recovery removes it.
@@ -311,5 +360,27 @@ fn run_preparer(config: PreparerConfig, sender: SyncSender<Result<PreparedSegmen
         if ok {
             number += 1;
         }
+        // After a failure, the next attempt goes without a new request (see `start`).
+        asked = !ok;
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::segment_size;
+
+    #[test]
+    fn segments_double_from_one_largest_group_up_to_segment_bytes() {
+        let (full, group) = (256u64 << 20, 4usize << 20);
+        let smallest = (4u64 << 20) + 8192;
+        let sizes: Vec<u64> = (0..8).map(|n| segment_size(n, full, group)).collect();
+        assert_eq!(&sizes[..4], &[smallest, 2 * smallest, 4 * smallest, 8 * smallest]);
+        assert_eq!(sizes[6..], [full, full], "capped at segment_bytes");
+        assert!(sizes.iter().all(|size| size % 4096 == 0));
+        // Huge numbers neither overflow nor panic; a segment_bytes equal to the smallest stays.
+        assert_eq!(segment_size(u64::MAX, full, group), full);
+        assert_eq!(segment_size(70, full, group), full);
+        assert_eq!(segment_size(0, smallest, group), smallest);
+        assert_eq!(segment_size(5, smallest, group), smallest);
     }
 }

@@ -118,7 +118,6 @@ struct Submitter {
     depth: usize,
     group_bytes_max: usize,
     busy_group_bytes_min: usize,
-    segment_bytes: u64,
 }
 
 /// Starts the submitter thread. The I/O backend is created on that thread (io_uring single
@@ -274,6 +273,8 @@ impl Submitter {
             dir: shared.dir.clone(),
             first_number: recovered.next_segment_number,
             segment_bytes: options.segment_bytes,
+            group_bytes_max: options.group_bytes_max,
+            grow: options.grow_segments,
             mode: options.segment_prepare,
             direct: shared.direct,
             faults: options.faults.clone(),
@@ -304,7 +305,6 @@ impl Submitter {
             depth,
             group_bytes_max: options.group_bytes_max,
             busy_group_bytes_min: options.busy_group_bytes_min,
-            segment_bytes: options.segment_bytes,
             shared,
         };
         if submitter.segment.is_none() || window_grew {
@@ -665,6 +665,13 @@ impl Submitter {
         debug_assert_eq!(meta.offset, segment.write_offset);
         segment.write_offset = meta.offset + padded as u64;
         assert!(segment.write_offset + BLOCK_BYTES as u64 <= segment.bytes);
+        if segment.write_offset >= segment.bytes / 4 {
+            // A quarter full: the next segment (up to twice this size) is zeroed while the other
+            // three quarters are written, and is ready at the rollover.
+            if let Some(preparer) = self.preparer.as_mut() {
+                preparer.request();
+            }
+        }
         let write = GroupWrite {
             slot,
             fd: segment.file.as_raw_fd(),
@@ -799,12 +806,12 @@ impl Submitter {
                 return Err(Error::Poisoned { cause: cause.clone() });
             }
         }
-        let preparer = self.preparer.as_ref().expect("preparer runs while the submitter does");
+        let preparer = self.preparer.as_mut().expect("preparer runs while the submitter does");
         let lost = || Error::Poisoned { cause: "the segment preparer thread stopped".into() };
         // A failure may be stale (prepared before space was freed): one more receive is a fresh try.
-        let prepared = match preparer.receiver.recv().map_err(|_| lost())? {
+        let prepared = match preparer.take().map_err(|_| lost())? {
             Ok(prepared) => prepared,
-            Err(_) => preparer.receiver.recv().map_err(|_| lost())??,
+            Err(_) => preparer.take().map_err(|_| lost())??,
         };
         if prepared.number > SEGMENT_NUMBER_MAX {
             // Locations hold 24 bits of segment number. The file is unused: the next open
@@ -814,7 +821,7 @@ impl Submitter {
         let header = SegmentHeader {
             number: prepared.number,
             first_position: self.next_position,
-            segment_bytes: self.segment_bytes,
+            segment_bytes: prepared.bytes,
             created_us: platform::now_us(),
             groups_in_flight_max: self.depth as u32,
             group_bytes_max: self.group_bytes_max as u32,
@@ -864,7 +871,7 @@ impl Submitter {
         self.segment = Some(ActiveSegment {
             number: prepared.number,
             file: prepared.file,
-            bytes: self.segment_bytes,
+            bytes: prepared.bytes,
             write_offset: SEGMENT_HEADER_BYTES as u64,
         });
         // The segment just left is finished and never written again: a checkpoint taken now
