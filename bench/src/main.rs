@@ -196,7 +196,8 @@ struct SeedArgs {
 
 #[derive(clap::Args)]
 struct LowloadArgs {
-    /// Events appended, one at a time, each waited before the next (100 streams in turn).
+    /// Events appended, one at a time, each waited before the next (100 streams in turn), by
+    /// evstore, then by the naive port and SQLite the same way, then the raw disk's 4 KiB writes.
     #[arg(long, default_value_t = 2_000)]
     events: usize,
     #[command(flatten)]
@@ -406,8 +407,7 @@ fn run_evstore(args: &SeedArgs, shape: Shape) -> Result<Outcome, String> {
     Ok(evstore_outcome(common, backend, shape.producers, seconds, before, after, latency_us))
 }
 
-fn run_naive(args: &SeedArgs, shape: Shape) -> Result<Outcome, String> {
-    let common = &args.common;
+fn run_naive(common: &Common, shape: Shape) -> Result<Outcome, String> {
     let data = common.data_dir("naive")?;
     let naive =
         naive::Naive::open(&data.path, common.durable()).map_err(|e| format!("opening the naive store: {e}"))?;
@@ -441,8 +441,7 @@ fn run_naive(args: &SeedArgs, shape: Shape) -> Result<Outcome, String> {
     })
 }
 
-fn run_sqlite(args: &SeedArgs, shape: Shape) -> Result<Outcome, String> {
-    let common = &args.common;
+fn run_sqlite(common: &Common, shape: Shape) -> Result<Outcome, String> {
     let data = common.data_dir("sqlite")?;
     let sqlite = sqlite::Sqlite::open(&data.path, common.durable())?;
     let progress = Progress::start("sqlite", events(shape), "events");
@@ -506,8 +505,8 @@ fn seed(args: &SeedArgs) -> Result<(), String> {
     for system in &systems {
         match *system {
             "evstore" => outcomes.push(run_evstore(args, shape)?),
-            "naive" => outcomes.push(run_naive(args, shape)?),
-            "sqlite" => outcomes.push(run_sqlite(args, shape)?),
+            "naive" => outcomes.push(run_naive(&args.common, shape)?),
+            "sqlite" => outcomes.push(run_sqlite(&args.common, shape)?),
             _ => {}
         }
     }
@@ -601,16 +600,23 @@ fn lowload(args: &LowloadArgs) -> Result<(), String> {
         progress.finish();
         outcome
     };
+    // The peers, the same way: one event per append, each waited before the next.
+    let one_at_a_time = Shape { streams: args.events, events_per_stream: 1, producers: 1 };
+    let naive = run_naive(common, one_at_a_time)?;
+    let sqlite = run_sqlite(common, one_at_a_time)?;
     let tag = common.durability_tag();
-    let outcomes = [engine, raw];
+    let outcomes = [engine, naive, sqlite, raw];
     common.print(&outcomes, &context);
-    let [engine, raw] = &outcomes;
-    common.note(&format!(
-        "evstore disk bytes per record byte: {:.2} ({} B on disk for {} B of records){tag}",
-        engine.disk_per_record(),
-        engine.disk_bytes,
-        engine.record_bytes
-    ));
+    let [engine, naive, sqlite, raw] = &outcomes;
+    for outcome in [engine, naive, sqlite] {
+        common.note(&format!(
+            "{} disk bytes per record byte: {:.2} ({} B written for {} B of records){tag}",
+            outcome.system,
+            outcome.disk_per_record(),
+            outcome.disk_bytes,
+            outcome.record_bytes
+        ));
+    }
     common.note(&format!(
         "evstore p50 / raw 4 KiB write p50: {} / {} us = {:.2}{tag}",
         engine.pct(0.5),
