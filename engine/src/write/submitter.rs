@@ -82,6 +82,10 @@ struct ActiveSegment {
     bytes: u64,
     /// Where the next group starts.
     write_offset: u64,
+    /// `write_offset` when this run took the segment (a reopened store's active segment may be
+    /// part full): the next segment is asked for by what this run writes, not by what an earlier
+    /// run left, or every short session would prepare a segment the next open deletes.
+    taken_at: u64,
 }
 
 struct Submitter {
@@ -248,6 +252,7 @@ impl Submitter {
                 file: segment::open_for_write(&segment::segment_path(&shared.dir, active.number), shared.direct)?,
                 bytes: active.segment_bytes,
                 write_offset: active.write_offset,
+                taken_at: active.write_offset,
             }),
             None => None,
         };
@@ -665,9 +670,13 @@ impl Submitter {
         debug_assert_eq!(meta.offset, segment.write_offset);
         segment.write_offset = meta.offset + padded as u64;
         assert!(segment.write_offset + BLOCK_BYTES as u64 <= segment.bytes);
-        if segment.write_offset >= segment.bytes / 4 {
-            // A quarter full: the next segment (up to twice this size) is zeroed while the other
-            // three quarters are written, and is ready at the rollover.
+        let quarter = segment.bytes / 4;
+        if segment.write_offset - segment.taken_at >= quarter || segment.bytes - segment.write_offset < quarter {
+            // A quarter of the segment written by this run, or less than a quarter left: the next
+            // segment (up to twice this size) is zeroed while the rest is written, and is ready
+            // at the rollover. (Counting from where this run took the segment: a reopened store
+            // whose segment was already a quarter full would otherwise prepare one at the first
+            // append of every short session, for the next open to delete.)
             if let Some(preparer) = self.preparer.as_mut() {
                 preparer.request();
             }
@@ -873,6 +882,7 @@ impl Submitter {
             file: prepared.file,
             bytes: prepared.bytes,
             write_offset: SEGMENT_HEADER_BYTES as u64,
+            taken_at: SEGMENT_HEADER_BYTES as u64,
         });
         // The segment just left is finished and never written again: a checkpoint taken now
         // covers it whole, and a recovery after a crash scans from its end on.
