@@ -28,7 +28,7 @@ use serde_json::{json, Map, Value};
 use cleanup::DataDir;
 use progress::Progress;
 use raw::{RawPlan, RawSync};
-use report::{histogram, Outcome};
+use report::{histogram, process_cpu_seconds, Outcome};
 use workload::{drive, payload_per_event, EvstoreClient, Shape, EVENT_DATA, EVENT_TYPE};
 
 /// Bytes per event the raw baseline assumes when evstore did not run to say how much it wrote.
@@ -363,9 +363,9 @@ fn evstore_outcome(
     backend: Backend,
     producers: usize,
     seconds: f64,
-    before: Stats,
-    after: Stats,
+    (before, after): (Stats, Stats),
     latency_us: hdrhistogram::Histogram<u64>,
+    cpu_seconds: f64,
 ) -> Outcome {
     Outcome {
         system: "evstore".into(),
@@ -381,6 +381,7 @@ fn evstore_outcome(
         syncs: after.syncs - before.syncs,
         groups: after.groups - before.groups,
         latency_us,
+        cpu_seconds: Some(cpu_seconds),
     }
 }
 
@@ -398,13 +399,15 @@ fn run_evstore(args: &SeedArgs, shape: Shape) -> Result<Outcome, String> {
     }
     let before = store.stats();
     let progress = Progress::start("evstore", events(shape), "events");
+    let cpu_start = process_cpu_seconds();
     let (seconds, latency_us) = drive(&client, shape, "users/", &progress)?;
+    let cpu_seconds = process_cpu_seconds() - cpu_start;
     progress.finish();
     let after = store.stats();
     let backend = store.backend();
     store.close().map_err(|e| format!("closing evstore: {e}"))?;
     common.note(&format!("evstore backend in use: {backend:?}"));
-    Ok(evstore_outcome(common, backend, shape.producers, seconds, before, after, latency_us))
+    Ok(evstore_outcome(common, backend, shape.producers, seconds, (before, after), latency_us, cpu_seconds))
 }
 
 fn run_naive(common: &Common, shape: Shape) -> Result<Outcome, String> {
@@ -412,7 +415,9 @@ fn run_naive(common: &Common, shape: Shape) -> Result<Outcome, String> {
     let naive =
         naive::Naive::open(&data.path, common.durable()).map_err(|e| format!("opening the naive store: {e}"))?;
     let progress = Progress::start("naive", events(shape), "events");
+    let cpu_start = process_cpu_seconds();
     let driven = drive(&naive.client, shape, "users/", &progress);
+    let cpu_seconds = process_cpu_seconds() - cpu_start;
     progress.finish();
     let counters = naive.counters();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
@@ -438,6 +443,7 @@ fn run_naive(common: &Common, shape: Shape) -> Result<Outcome, String> {
         syncs,
         groups: batches,
         latency_us,
+        cpu_seconds: Some(cpu_seconds),
     })
 }
 
@@ -445,7 +451,9 @@ fn run_sqlite(common: &Common, shape: Shape) -> Result<Outcome, String> {
     let data = common.data_dir("sqlite")?;
     let sqlite = sqlite::Sqlite::open(&data.path, common.durable())?;
     let progress = Progress::start("sqlite", events(shape), "events");
+    let cpu_start = process_cpu_seconds();
     let driven = drive(&sqlite.client, shape, "users/", &progress);
+    let cpu_seconds = process_cpu_seconds() - cpu_start;
     progress.finish();
     let counters = sqlite.counters();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
@@ -478,6 +486,7 @@ fn run_sqlite(common: &Common, shape: Shape) -> Result<Outcome, String> {
         syncs,
         groups: batches,
         latency_us,
+        cpu_seconds: Some(cpu_seconds),
     })
 }
 
@@ -576,6 +585,7 @@ fn lowload(args: &LowloadArgs) -> Result<(), String> {
         let before = store.stats();
         let mut latency_us = histogram();
         let progress = Progress::start("evstore", args.events as u64, "events");
+        let cpu_start = process_cpu_seconds();
         let t0 = Instant::now();
         for i in 0..args.events {
             let stream = format!("users/{}", i % 100);
@@ -589,7 +599,8 @@ fn lowload(args: &LowloadArgs) -> Result<(), String> {
         let after = store.stats();
         let backend = store.backend();
         store.close().map_err(|e| format!("closing evstore: {e}"))?;
-        evstore_outcome(common, backend, 1, seconds, before, after, latency_us)
+        let cpu_seconds = process_cpu_seconds() - cpu_start;
+        evstore_outcome(common, backend, 1, seconds, (before, after), latency_us, cpu_seconds)
     };
     // The disk's answer to the same question: one 4 KiB write made durable at a time.
     let plan = RawPlan { total_bytes: args.events as u64 * 4096, write_bytes: 4096, depth: 1, sync: common.raw_sync() };

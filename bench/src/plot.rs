@@ -369,6 +369,7 @@ mod tests {
             syncs: 10,
             groups: 10,
             latency_us,
+            cpu_seconds: None,
         }
     }
 

@@ -154,6 +154,7 @@ pub fn run(dir: &Path, plan: &RawPlan, progress: &Progress) -> io::Result<Outcom
     let mut slots_busy = 0usize;
     let mut first_error: Option<io::Error> = None;
 
+    let cpu_start = crate::report::process_cpu_seconds();
     let t0 = Instant::now();
     for slot in 0..depth {
         slots.submit(&mut ring, slot, next_write);
@@ -217,6 +218,7 @@ pub fn run(dir: &Path, plan: &RawPlan, progress: &Progress) -> io::Result<Outcom
         syncs: if plan.sync == RawSync::None { 0 } else { writes },
         groups: writes,
         latency_us,
+        cpu_seconds: Some(crate::report::process_cpu_seconds() - cpu_start),
     })
 }
 

@@ -27,6 +27,19 @@ pub struct Outcome {
     pub groups: u64,
     /// Append-to-durable latency in microseconds (for `raw`: per write).
     pub latency_us: Histogram<u64>,
+    /// CPU time (user + system) of the whole bench process during the timed part, in seconds:
+    /// the producers, evstore's threads and the kernel's work on their behalf.
+    pub cpu_seconds: Option<f64>,
+}
+
+/// User + system CPU time of this process so far, in seconds (all threads, getrusage).
+pub fn process_cpu_seconds() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value to be overwritten; getrusage only writes it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid, writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// The largest latency a histogram holds: one hour, in microseconds.
@@ -76,9 +89,14 @@ impl Outcome {
 
     /// The table's header: a name per column, with an arrow for the figures where one
     /// direction is better (explained by `legend`).
+    /// Process CPU time per event (per write for raw) in nanoseconds, if measured.
+    pub fn cpu_ns_per_event(&self) -> Option<f64> {
+        self.cpu_seconds.map(|cpu| cpu * 1e9 / self.events.max(1) as f64)
+    }
+
     pub fn header() -> String {
         format!(
-            "{:<8} {:<20} {:>10} {:>7} {:>11} {:>14} {:>9} {:>12} {:>13} {:>8} {:>8} {:>8} {:>10} {:>11} {:>9}",
+            "{:<8} {:<20} {:>10} {:>7} {:>11} {:>14} {:>9} {:>12} {:>13} {:>14} {:>8} {:>8} {:>8} {:>10} {:>11} {:>9}",
             "system",
             "sync",
             "events",
@@ -88,6 +106,7 @@ impl Outcome {
             "syncs",
             "events/group",
             "disk/record ↓",
+            "CPU ns/event ↓",
             "p50 µs ↓",
             "p90 µs ↓",
             "p99 µs ↓",
@@ -99,7 +118,7 @@ impl Outcome {
 
     pub fn row(&self) -> String {
         format!(
-            "{:<8} {:<20} {:>10} {:>7.3} {:>11.0} {:>14.1} {:>9} {:>12.1} {:>13.4} {:>8} {:>8} {:>8} {:>10} {:>11} {:>9}",
+            "{:<8} {:<20} {:>10} {:>7.3} {:>11.0} {:>14.1} {:>9} {:>12.1} {:>13.4} {:>14} {:>8} {:>8} {:>8} {:>10} {:>11} {:>9}",
             self.system,
             self.sync,
             self.events,
@@ -109,6 +128,7 @@ impl Outcome {
             self.syncs,
             self.events_per_group(),
             self.disk_per_record(),
+            self.cpu_ns_per_event().map_or("-".to_string(), |ns| format!("{ns:.0}")),
             self.pct(0.5),
             self.pct(0.9),
             self.pct(0.99),
@@ -135,6 +155,9 @@ impl Outcome {
                 .to_string(),
             "  disk/record    bytes on disk per encoded record byte (block padding, SQLite's pages and WAL); \
              1.0 means no overhead"
+                .to_string(),
+            "  CPU ns/event   user + system CPU time of the whole bench process (producers, the system's \
+             threads, the kernel on their behalf) during the timed part, per event (raw: per write)"
                 .to_string(),
             "  p50 .. max µs  append-to-durable latency from the caller's view, in microseconds \
              (HDR histogram, 3 significant digits)"
@@ -175,6 +198,7 @@ impl Outcome {
             "disk_bytes": self.disk_bytes,
             "record_bytes": self.record_bytes,
             "disk_per_record": self.disk_per_record(),
+            "cpu_ns_per_event": self.cpu_ns_per_event(),
             "payload_bytes": self.payload_bytes,
         });
         if let Value::Object(fields) = &mut object {
@@ -230,6 +254,7 @@ mod tests {
             syncs: 0,
             groups: 0,
             latency_us,
+            cpu_seconds: None,
         }
     }
 
