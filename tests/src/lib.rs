@@ -328,3 +328,49 @@ pub fn assert_nothing_lost_to(dir: &Path, options: &Options, before: &[RecordedE
     );
     assert_eq!(after, before);
 }
+
+/// Bytes the kernel says this process has written to storage so far (`/proc/self/io`
+/// `write_bytes`, every thread). A test that measures with it must be alone in its binary.
+pub fn process_written_bytes() -> u64 {
+    let io = std::fs::read_to_string("/proc/self/io").expect("/proc/self/io");
+    io.lines()
+        .find_map(|line| line.strip_prefix("write_bytes: "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("write_bytes in /proc/self/io")
+}
+
+/// A global allocator that counts the bytes alive in [`heap_bytes_alive`]. A test binary that
+/// measures heap use installs it: `#[global_allocator] static A: CountingAllocator = CountingAllocator;`.
+pub struct CountingAllocator;
+
+static HEAP_BYTES_ALIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+/// Heap bytes allocated and not freed, as counted by [`CountingAllocator`] (0 if not installed).
+pub fn heap_bytes_alive() -> isize {
+    HEAP_BYTES_ALIVE.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+// SAFETY: every method forwards to the system allocator with the caller's arguments; the count
+// on the side never affects what is allocated.
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        HEAP_BYTES_ALIVE.fetch_add(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc`, passed on.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        HEAP_BYTES_ALIVE.fetch_sub(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract for `dealloc`, passed on.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        HEAP_BYTES_ALIVE.fetch_add(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc_zeroed`, passed on.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        HEAP_BYTES_ALIVE.fetch_add(new_size as isize - layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract for `realloc`, passed on.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}

@@ -20,37 +20,11 @@
 //! groups are then read through the mapping. Expected now: what the envelopes pin stays within
 //! that bound, whatever they keep.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
-
 use evstore::{Backend, Event, ExpectedVersion, Options};
-use evstore_tests::{open, temp_dir, watchdog};
-
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-}
+use evstore_tests::{heap_bytes_alive, open, temp_dir, watchdog, CountingAllocator};
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 const GROUPS: usize = 24;
 const EVENTS_PER_GROUP: usize = 3_500;
@@ -82,10 +56,10 @@ fn kept_envelopes_pin_no_more_than_their_events() {
         }
     }
 
-    let with_kept = LIVE.load(Ordering::SeqCst);
+    let with_kept = heap_bytes_alive();
     let kept_event_bytes: usize = kept.iter().map(|e| e.data().len()).sum();
     drop(kept);
-    let without_kept = LIVE.load(Ordering::SeqCst);
+    let without_kept = heap_bytes_alive();
     let pinned = with_kept - without_kept;
     drop(sub);
     store.close().unwrap();

@@ -16,37 +16,11 @@
 //! rounds of (5 groups of ~4 MiB, 35 groups of one 4 KB event), each append waited (one group
 //! each), and measures the heap (a counting global allocator).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
-
 use evstore::{Backend, Event, ExpectedVersion, Options};
-use evstore_tests::{open, temp_dir, watchdog};
-
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-}
+use evstore_tests::{heap_bytes_alive, open, temp_dir, watchdog, CountingAllocator};
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 #[test]
 fn the_copies_of_recent_groups_stay_within_their_bound() {
@@ -57,7 +31,7 @@ fn the_copies_of_recent_groups_stay_within_their_bound() {
     options.segment_bytes = 64 << 20;
     let store = open(dir.path(), options).expect("portable opens");
     let sub = store.subscribe_all(evstore::END).unwrap();
-    let before = LIVE.load(Ordering::SeqCst);
+    let before = heap_bytes_alive();
     for round in 0..12u32 {
         for b in 0..5u32 {
             // ~4 MiB - 10 KiB in one append: one big group.
@@ -73,9 +47,9 @@ fn the_copies_of_recent_groups_stay_within_their_bound() {
                 .unwrap();
         }
     }
-    let held = LIVE.load(Ordering::SeqCst) - before;
+    let held = heap_bytes_alive() - before;
     drop(sub);
-    let after_unsubscribe = LIVE.load(Ordering::SeqCst) - before;
+    let after_unsubscribe = heap_bytes_alive() - before;
     store.close().unwrap();
     println!(
         "heap held for the copies with a subscription open: {} MiB; after it is dropped: {} MiB",

@@ -15,15 +15,7 @@
 //! One test function in this binary, so /proc/self/io counts only its own writes.
 
 use evstore::{Event, ExpectedVersion, Options, Store};
-use evstore_tests::temp_dir;
-
-fn written_bytes() -> u64 {
-    let io = std::fs::read_to_string("/proc/self/io").expect("/proc/self/io");
-    io.lines()
-        .find_map(|line| line.strip_prefix("write_bytes: "))
-        .and_then(|value| value.trim().parse().ok())
-        .expect("write_bytes in /proc/self/io")
-}
+use evstore_tests::{process_written_bytes, temp_dir};
 
 #[test]
 fn a_one_append_session_writes_no_unused_segment() {
@@ -43,7 +35,7 @@ fn a_one_append_session_writes_no_unused_segment() {
     Store::open(&path, Options::default()).expect("open").close().expect("close");
 
     for session in 0..3 {
-        let before = written_bytes();
+        let before = process_written_bytes();
         let started = std::time::Instant::now();
         let store = Store::open(&path, Options::default()).expect("open");
         store
@@ -52,7 +44,7 @@ fn a_one_append_session_writes_no_unused_segment() {
             .wait()
             .expect("durable");
         store.close().expect("close");
-        let wrote = written_bytes() - before;
+        let wrote = process_written_bytes() - before;
         println!("session {session}: open, one tiny append, close wrote {wrote} bytes in {:?}", started.elapsed());
         assert!(
             wrote < 4 << 20,

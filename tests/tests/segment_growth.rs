@@ -7,18 +7,9 @@
 use std::path::Path;
 
 use evstore::{Event, ExpectedVersion, Options, Store};
-use evstore_tests::{read_all, temp_dir, used_segments};
+use evstore_tests::{process_written_bytes, read_all, temp_dir, used_segments};
 
 const EIGHT_MIB: u64 = 8 << 20;
-
-/// Bytes the kernel says this process has written to storage so far.
-fn written_bytes() -> u64 {
-    let io = std::fs::read_to_string("/proc/self/io").expect("/proc/self/io");
-    io.lines()
-        .find_map(|line| line.strip_prefix("write_bytes: "))
-        .and_then(|value| value.trim().parse().ok())
-        .expect("write_bytes in /proc/self/io")
-}
 
 /// Bytes the directory's files take on disk (allocated blocks, not lengths).
 fn disk_bytes(dir: &Path) -> u64 {
@@ -46,23 +37,23 @@ fn small_stores_take_and_write_megabytes_and_big_logs_grow_to_full_segments() {
     // A fresh store with a handful of events, default options.
     let dir = temp_dir("growth-small");
     let path = dir.path().join("store");
-    let before = written_bytes();
+    let before = process_written_bytes();
     let store = Store::open(&path, Options::default()).expect("open");
     append_handful(&store);
     store.close().expect("close");
-    let wrote = written_bytes() - before;
+    let wrote = process_written_bytes() - before;
     let on_disk = disk_bytes(&path);
     println!("fresh store: {on_disk} bytes on disk, {wrote} bytes written");
     assert!(on_disk <= EIGHT_MIB, "a store of 6 events takes {on_disk} bytes on disk");
     assert!(wrote <= EIGHT_MIB, "open, 6 appends and close wrote {wrote} bytes");
 
     // Reopen, one append, close: no new segment, nothing near a segment's size written.
-    let before = written_bytes();
+    let before = process_written_bytes();
     let store = Store::open(&path, Options::default()).expect("reopen");
     store.append("users/42", ExpectedVersion::Exact(5), [Event::new("ItemRenamed", "{}")]).unwrap().wait().unwrap();
     assert_eq!(read_all(&store).len(), 7);
     store.close().expect("close");
-    let wrote = written_bytes() - before;
+    let wrote = process_written_bytes() - before;
     assert!(wrote <= EIGHT_MIB, "reopen, one append and close wrote {wrote} bytes");
     assert!(disk_bytes(&path) <= EIGHT_MIB, "still small on disk");
 
