@@ -292,7 +292,7 @@ impl Common {
         ));
         self.note(&format!(
             "evstore options: sync {}, backend {:?}, segment {} MiB ({:?}), group max {} KiB, groups in flight {}, \
-             busy group min {} KiB, queue {} appends",
+             busy group min {} KiB, queue {} KiB per producer, linger {} us{}",
             o.sync.label(),
             o.backend,
             o.segment_bytes >> 20,
@@ -300,7 +300,9 @@ impl Common {
             o.group_bytes_max >> 10,
             o.groups_in_flight_max,
             o.busy_group_bytes_min >> 10,
-            o.queue_appends_max
+            o.queue_bytes >> 10,
+            o.linger.as_micros(),
+            if o.polling { ", POLLING" } else { "" }
         ));
         if !self.durable() {
             self.note("WARNING: sync none is NOT DURABLE; its figures are for comparison only");
@@ -316,7 +318,9 @@ impl Common {
             "group_kib": o.group_bytes_max >> 10,
             "groups_in_flight_max": o.groups_in_flight_max,
             "busy_group_kib": o.busy_group_bytes_min >> 10,
-            "queue_appends_max": o.queue_appends_max,
+            "queue_kib": o.queue_bytes >> 10,
+            "linger_us": o.linger.as_micros() as u64,
+            "polling": o.polling,
         });
         match context {
             Value::Object(map) => map,

@@ -35,8 +35,17 @@ pub const SEGMENT_NUMBER_MAX: u64 = (1 << (64 - LOCATION_OFFSET_BITS)) - 1;
 /// Largest `Options::group_bytes_max`: the submitter allocates `groups_in_flight_max + 1`
 /// buffers of this size at open.
 pub const GROUP_BYTES_LIMIT: usize = 256 << 20;
-/// Largest `Options::queue_appends_max`: the queue's slots are allocated at open (16 bytes each).
-pub const QUEUE_APPENDS_LIMIT: usize = 1 << 22;
+/// Largest `Options::queue_bytes` (each producer handle's queue ring).
+pub const QUEUE_BYTES_LIMIT: usize = 64 << 20;
+/// Smallest `Options::queue_bytes`.
+pub const QUEUE_BYTES_MIN: usize = 64 << 10;
+/// Producer queues (lanes) a store makes at most; past that, new handles share them.
+pub const LANES_MAX: usize = 128;
+/// Result slots of each lane: tickets of up to this many of a handle's latest appends find
+/// their outcome in place; older live tickets' outcomes are kept aside (write/lane.rs).
+pub const LANE_RESULT_SLOTS: usize = 4096;
+/// Longest `Options::linger`.
+pub const LINGER_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Streams a store holds: stream ids are `u32` in memory (log/index.rs). An append that would
 /// create one more fails with `Error::LogFull`.
 pub const STREAMS_MAX: usize = u32::MAX as usize;
@@ -75,14 +84,10 @@ pub const SEGMENT_BYTES_DEFAULT: u64 = 256 << 20;
 pub const GROUP_BYTES_MAX_DEFAULT: usize = 4 << 20;
 pub const GROUPS_IN_FLIGHT_MAX_DEFAULT: usize = 4;
 pub const BUSY_GROUP_BYTES_MIN_DEFAULT: usize = 256 << 10;
-pub const QUEUE_APPENDS_MAX_DEFAULT: usize = 65_536;
-/// Shards of the append queue (see write/queue.rs); `queue_appends_max` is split among them.
-pub const QUEUE_SHARDS: usize = 8;
-/// Requests the submitter takes off the queue per lock of the stream table.
-pub const DRAIN_BATCH_APPENDS: usize = 256;
-/// Encoded bytes an append carries inside its request (one allocation for the request and its
-/// records); larger appends spill to the heap. A seed event encodes to 91 bytes.
-pub const REQUEST_INLINE_BYTES: usize = 160;
+pub const QUEUE_BYTES_DEFAULT: usize = 256 << 10;
+pub const LINGER_DEFAULT: std::time::Duration = std::time::Duration::from_micros(100);
+/// Ring bytes the submitter drains from one lane before it looks at the next (fairness).
+pub const DRAIN_LANE_BYTES: u64 = 64 << 10;
 /// Size of the zero buffer used to pre-write segments.
 pub const ZERO_CHUNK_BYTES: usize = 1 << 20;
 
@@ -94,7 +99,11 @@ const _: () = assert!(SEGMENT_BYTES_DEFAULT as usize > GROUP_BYTES_MAX_DEFAULT +
 const _: () = assert!(GROUPS_IN_FLIGHT_MAX_DEFAULT <= GROUPS_IN_FLIGHT_LIMIT);
 const _: () = assert!(GROUP_BYTES_LIMIT % BLOCK_BYTES == 0 && GROUP_BYTES_LIMIT <= u32::MAX as usize / 2);
 const _: () = assert!(GROUP_BYTES_MAX_DEFAULT <= GROUP_BYTES_LIMIT);
-const _: () = assert!(QUEUE_APPENDS_MAX_DEFAULT <= QUEUE_APPENDS_LIMIT);
+const _: () = assert!(
+    QUEUE_BYTES_DEFAULT.is_power_of_two()
+        && QUEUE_BYTES_DEFAULT >= QUEUE_BYTES_MIN
+        && QUEUE_BYTES_DEFAULT <= QUEUE_BYTES_LIMIT
+);
 const _: () = assert!(
     PROJECTION_HISTORIC_BATCH_EVENTS_DEFAULT >= 1
         && PROJECTION_HISTORIC_BATCH_EVENTS_DEFAULT <= PROJECTION_BATCH_EVENTS_MAX

@@ -75,9 +75,9 @@ pub enum Error {
         max: u64,
     },
     /// The queue is full and the append was made on evstore's own submitter thread, which cannot wait.
-    #[error("the append queue ({capacity} appends) is full, and this append was made on evstore's submitter thread (from a waker that polls its task inline), which cannot wait for room; append from another thread, or wake the task elsewhere")]
+    #[error("the handle's append queue ({capacity} bytes) is full (or busy), and this append was made on evstore's submitter thread (from a waker that polls its task inline), which cannot wait for room; append from another thread, or wake the task elsewhere")]
     QueueFull {
-        /// The queue's capacity, in appends.
+        /// The queue's capacity, in bytes (`Options::queue_bytes`).
         capacity: usize,
     },
     /// The store was closed (or every clone dropped) before the append was taken.

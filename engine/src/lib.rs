@@ -1,8 +1,8 @@
 //! evstore: an embedded, durable event store for Linux.
 //!
 //! Producers on any thread [`Store::append`] events to named streams and get a [`Ticket`] that
-//! resolves only once the events are on disk. One submitter thread drains a bounded lock-free
-//! queue, checks expected versions, encodes records into 4 KiB-aligned buffers and writes them
+//! resolves only once the events are on disk. One submitter thread drains the producers' bounded
+//! lock-free queues (one ring per handle), checks expected versions, encodes records into 4 KiB-aligned buffers and writes them
 //! with O_DIRECT through io_uring into pre-written segment files (group commit, pipelined).
 //! Reads go through mmap and only ever see durable events.
 //!
@@ -49,7 +49,7 @@ use std::fmt;
 
 pub use constants::{
     APPEND_EVENTS_MAX, EVENT_TYPE_BYTES_MAX, GROUPS_IN_FLIGHT_LIMIT, GROUP_BYTES_LIMIT, LIVE_LAG_GROUPS_MAX,
-    LIVE_LAG_STREAM_EVENTS_MAX, METADATA_BYTES_MAX, PROJECTION_BATCH_EVENTS_MAX, QUEUE_APPENDS_LIMIT,
+    LIVE_LAG_STREAM_EVENTS_MAX, METADATA_BYTES_MAX, PROJECTION_BATCH_EVENTS_MAX, QUEUE_BYTES_LIMIT,
     RECORD_HEADER_BYTES, SEGMENT_BYTES_LIMIT, STREAM_ID_BYTES_MAX, SUBSCRIPTION_BATCH_MAX,
 };
 pub use error::{Error, Result};
@@ -132,15 +132,29 @@ pub struct Options {
     /// [`GROUPS_IN_FLIGHT_LIMIT`] (64). Recovery relies on it: after a crash only this many
     /// groups at the end of the log can be torn.
     pub groups_in_flight_max: usize,
-    /// While a group is in flight, the next one is submitted early only once it holds at least
-    /// this many bytes (or when a completion frees the pipeline, or a caller blocks on an append in
-    /// it). At most [`GROUP_BYTES_LIMIT`]; above `group_bytes_max`, only full groups go early.
-    /// Default 256 KiB.
+    /// The open group is written once it holds at least this many bytes, even if nobody waits
+    /// on it yet (it is also written when a caller waits on an append in it, when its
+    /// `linger` time is up, and when it is full), as soon as fewer than `groups_in_flight_max`
+    /// groups are in flight. At most [`GROUP_BYTES_LIMIT`]; above `group_bytes_max`, only full
+    /// groups go for their size. Default 256 KiB.
     pub busy_group_bytes_min: usize,
-    /// Capacity of the append queue, in appends, split among its 8 shards (a stream's appends
-    /// all go into one, picked by its hash); a full shard blocks its producers. At most
-    /// [`QUEUE_APPENDS_LIMIT`]. Default 65,536.
-    pub queue_appends_max: usize,
+    /// Bytes of each producer handle's queue (a ring the handle encodes its appends into and
+    /// the submitter drains; see [`Store`] on handles): a power of two from 64 KiB to
+    /// [`QUEUE_BYTES_LIMIT`]. An append larger than a quarter of it is queued as a heap copy. A
+    /// full queue blocks its handle's appends (backpressure). Allocated at a handle's first
+    /// append; at most 128 queues exist per store (past that, handles share them), so memory is
+    /// bounded by `128 x queue_bytes`. Default 256 KiB.
+    pub queue_bytes: usize,
+    /// How long the open group waits for more appends when nobody waits on it and it is not
+    /// full or large (see `busy_group_bytes_min`): the longest an append whose caller does not
+    /// wait (a dropped ticket, one checked later) stays unwritten. Appends a caller waits on
+    /// (`wait()`, `.await`) are written at once. At most 1 s. Default 100 us.
+    pub linger: std::time::Duration,
+    /// Polling mode: the submitter and callers waiting on tickets spin with `yield_now` instead
+    /// of sleeping and being woken. More throughput and lower latency with few producers, at the
+    /// price of keeping cores busy while idle (the submitter uses a whole core forever). For a
+    /// machine that does nothing else; measured in docs/results.md. Default: off.
+    pub polling: bool,
     /// Write an index checkpoint in the background once this many bytes of log (and at least as
     /// many as the last checkpoint file holds) became durable since the last one, so that an
     /// open after a crash scans only the log after it; one is also written at every clean close.
@@ -166,7 +180,9 @@ impl Default for Options {
             group_bytes_max: constants::GROUP_BYTES_MAX_DEFAULT,
             groups_in_flight_max: constants::GROUPS_IN_FLIGHT_MAX_DEFAULT,
             busy_group_bytes_min: constants::BUSY_GROUP_BYTES_MIN_DEFAULT,
-            queue_appends_max: constants::QUEUE_APPENDS_MAX_DEFAULT,
+            queue_bytes: constants::QUEUE_BYTES_DEFAULT,
+            linger: constants::LINGER_DEFAULT,
+            polling: false,
             checkpoint_log_bytes: constants::CHECKPOINT_LOG_BYTES_DEFAULT,
             allow_volatile: false,
             allow_buffered_io: false,
@@ -236,9 +252,22 @@ impl Options {
         self
     }
 
-    /// Capacity of the append queue, in appends. Returns the options, so that setters chain.
-    pub fn queue_appends_max(mut self, queue_appends_max: usize) -> Options {
-        self.queue_appends_max = queue_appends_max;
+    /// Bytes of each producer handle's queue. Returns the options, so that setters chain.
+    pub fn queue_bytes(mut self, queue_bytes: usize) -> Options {
+        self.queue_bytes = queue_bytes;
+        self
+    }
+
+    /// How long an open group nobody waits on waits for more appends. Returns the options, so
+    /// that setters chain.
+    pub fn linger(mut self, linger: std::time::Duration) -> Options {
+        self.linger = linger;
+        self
+    }
+
+    /// Polling mode (see the field). Returns the options, so that setters chain.
+    pub fn polling(mut self, polling: bool) -> Options {
+        self.polling = polling;
         self
     }
 

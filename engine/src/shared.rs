@@ -17,13 +17,13 @@
 //! return a durable group an instant before `durable_position()` counts it.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::task::{Wake, Waker};
 use std::thread::Thread;
 
 use crate::log::index::Index;
-use crate::write::queue::AppendQueue;
+use crate::write::lane::Lanes;
 use crate::{Backend, Options};
 
 #[derive(Default)]
@@ -42,7 +42,8 @@ pub(crate) struct Shared {
     pub options: Options,
     pub dir: PathBuf,
     pub direct: bool,
-    pub queue: AppendQueue,
+    /// The producers' queues (write/lane.rs).
+    pub lanes: Lanes,
     pub durable: AtomicU64,
     /// The durable end as a location (see log/index.rs): every record located below it is durable.
     /// Stored before `durable`, and like it only ever grows.
@@ -54,7 +55,8 @@ pub(crate) struct Shared {
     /// The submitter has exited: nothing more will become durable.
     pub stopped: AtomicBool,
     pub poisoned: OnceLock<String>,
-    pub submitter_sleeping: AtomicBool,
+    /// `AWAKE`, `LINGERING` (asleep with an open group, until its linger time ends) or `IDLE`.
+    pub submitter_sleeping: AtomicU8,
     pub submitter_thread: OnceLock<Thread>,
     /// (target, waker, owner): owner 0 for tickets, a subscription's own token for it.
     pub wakers: Mutex<Vec<(u64, Waker, u64)>>,
@@ -155,14 +157,26 @@ impl Shared {
         self.wake_waiters(true);
     }
 
-    pub(crate) fn wake_submitter(&self) {
-        if self.submitter_sleeping.load(Ordering::SeqCst) {
+    /// Wakes the submitter if it sleeps and this is worth waking it for: anything when it is
+    /// idle, only an `urgent` matter (a caller started waiting, a ring is half full) while it
+    /// lingers on an open group, whose appends it drains when the group's time is up. So a
+    /// producer appending a run of events wakes it at most once, not once per append.
+    pub(crate) fn ring_doorbell(&self, urgent: bool) {
+        let state = self.submitter_sleeping.load(Ordering::SeqCst);
+        if state == IDLE || (urgent && state == LINGERING) {
             if let Some(thread) = self.submitter_thread.get() {
                 thread.unpark();
             }
         }
     }
 }
+
+/// `Shared::submitter_sleeping`: the submitter is running.
+pub(crate) const AWAKE: u8 = 0;
+/// The submitter sleeps until an open group's linger time ends (or something urgent).
+pub(crate) const LINGERING: u8 = 1;
+/// The submitter sleeps with nothing to do.
+pub(crate) const IDLE: u8 = 2;
 
 /// Wakes a thread blocked in `Ticket::wait` or in a blocking read of a subscription.
 pub(crate) struct ThreadWaker(pub std::thread::Thread);

@@ -3,7 +3,7 @@
 //! producers, the submitter and readers is in shared.rs; tickets are in ticket.rs.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
@@ -18,7 +18,7 @@ use crate::read::reader::{AllEvents, StreamEvents};
 use crate::read::subscription::Subscription;
 use crate::shared::{Counters, Shared};
 use crate::ticket::{Local, Ticket};
-use crate::write::queue::{AppendQueue, Request, PENDING};
+use crate::write::lane::{self, EntryHeader, EntryKind, Lanes};
 use crate::write::submitter;
 use crate::{Backend, Event, ExpectedVersion, Options, RecordedEvent, END};
 
@@ -146,8 +146,17 @@ fn validate_options(options: &Options) -> Result<()> {
             format!("{} is not in 1..={GROUPS_IN_FLIGHT_LIMIT}", options.groups_in_flight_max),
         );
     }
-    if options.queue_appends_max == 0 || options.queue_appends_max > QUEUE_APPENDS_LIMIT {
-        return bad("queue_appends_max", format!("{} is not in 1..={QUEUE_APPENDS_LIMIT}", options.queue_appends_max));
+    if !options.queue_bytes.is_power_of_two()
+        || options.queue_bytes < QUEUE_BYTES_MIN
+        || options.queue_bytes > QUEUE_BYTES_LIMIT
+    {
+        return bad(
+            "queue_bytes",
+            format!("{} is not a power of two from {QUEUE_BYTES_MIN} to {QUEUE_BYTES_LIMIT}", options.queue_bytes),
+        );
+    }
+    if options.linger > LINGER_LIMIT {
+        return bad("linger", format!("{:?} is over {LINGER_LIMIT:?}", options.linger));
     }
     if options.busy_group_bytes_min > GROUP_BYTES_LIMIT {
         return bad("busy_group_bytes_min", format!("{} is over {GROUP_BYTES_LIMIT}", options.busy_group_bytes_min));
@@ -206,14 +215,14 @@ impl Store {
         let (dir, lock, direct) = prepare_dir(path.as_ref(), &options)?;
         let recovered = recovery::recover(&dir, &options, direct)?;
         let shared = Arc::new(Shared {
-            queue: AppendQueue::new(options.queue_appends_max, QUEUE_SHARDS),
+            lanes: Lanes::new(options.queue_bytes),
             durable: AtomicU64::new(recovered.next_position),
             durable_end: AtomicU64::new(recovered.durable_end),
             published_ns: AtomicU64::new(0),
             closing: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             poisoned: OnceLock::new(),
-            submitter_sleeping: AtomicBool::new(false),
+            submitter_sleeping: AtomicU8::new(crate::shared::AWAKE),
             submitter_thread: OnceLock::new(),
             wakers: Mutex::new(Vec::new()),
             waker_owners: AtomicU64::new(1),
@@ -290,77 +299,94 @@ impl Store {
         }
         validate_stream(stream)?;
         let append_bytes_max = shared.options.group_bytes_max - GROUP_HEADER_BYTES;
-        let mut encoded = record::RecordBytes::new();
-        let mut count = 0usize;
-        let mut payload_bytes = 0u64;
-        let mut pending: Option<Event<'a>> = None;
+        // The events are collected (on the stack for up to 4) and checked before anything is
+        // written: the ring is then written once, straight from the caller's bytes.
+        let mut batch: smallvec::SmallVec<[Event<'a>; 4]> = smallvec::SmallVec::new();
+        let mut record_bytes = 0usize;
         for event in events {
-            if let Some(previous) = pending.replace(event) {
-                encode_event(&mut encoded, stream, &previous, false, append_bytes_max)?;
-                payload_bytes += payload_of(stream, &previous);
-                count += 1;
-                if count >= APPEND_EVENTS_MAX {
-                    return Err(Error::AppendTooLarge {
-                        events: count + 1,
-                        size: encoded.len(),
-                        max: append_bytes_max,
-                        events_max: APPEND_EVENTS_MAX,
-                    });
+            if batch.len() >= APPEND_EVENTS_MAX {
+                return Err(Error::AppendTooLarge {
+                    events: batch.len() + 1,
+                    size: record_bytes,
+                    max: append_bytes_max,
+                    events_max: APPEND_EVENTS_MAX,
+                });
+            }
+            record_bytes += check_event(stream, &event, (batch.len(), record_bytes), append_bytes_max)?;
+            batch.push(event);
+        }
+        if batch.is_empty() {
+            return Err(Error::EmptyAppend);
+        }
+        let local = &self.local;
+        let lane = local.lane();
+        let (entry_bytes, inline) = lane::entry_bytes(record_bytes, lane.capacity());
+        // On the submitter thread (a waker polling its task inline) nothing may wait for the
+        // submitter: a full queue (or one held by a producer waiting for room) is an error.
+        let on_submitter =
+            shared.submitter_thread.get().is_some_and(|thread| thread.id() == std::thread::current().id());
+        let full = || Error::QueueFull { capacity: shared.options.queue_bytes };
+        let mut producer = lane.produce(on_submitter).ok_or_else(full)?;
+        let mut spins = 0u32;
+        let entry = loop {
+            if let Ok(entry) = producer.reserve(entry_bytes) {
+                // The reservation stands until it is published: taking it again is a no-op.
+                if producer.claim().is_ok() {
+                    break entry;
                 }
             }
-        }
-        let Some(last) = pending else { return Err(Error::EmptyAppend) };
-        encode_event(&mut encoded, stream, &last, true, append_bytes_max)?;
-        payload_bytes += payload_of(stream, &last);
-        count += 1;
-        if encoded.len() > append_bytes_max {
-            return Err(Error::AppendTooLarge {
-                events: count,
-                size: encoded.len(),
-                max: append_bytes_max,
-                events_max: APPEND_EVENTS_MAX,
-            });
-        }
-        let hash = stream_hash(stream);
-        let shard = shared.queue.shard_of(hash);
-        let request = Arc::new(Request {
-            hash,
-            shard,
-            stream_len: stream.len(),
-            expected,
-            events: count as u32,
-            payload_bytes,
-            encoded,
-            state: AtomicU64::new(PENDING),
-            version: AtomicU64::new(0),
-            error: OnceLock::new(),
-        });
-        let mut item = request.clone();
-        let mut spins = 0u32;
-        // Backpressure: a full queue blocks this producer, never grows memory.
-        while let Err(back) = shared.queue.push(shard, item) {
-            item = back;
+            // Backpressure: the ring is full (or a result slot's append is not placed yet):
+            // wait for the submitter to drain, never grow memory.
             if let Some(cause) = shared.poisoned.get() {
                 return Err(Error::Poisoned { cause: cause.clone() });
             }
-            if shared.submitter_thread.get().is_some_and(|thread| thread.id() == std::thread::current().id()) {
-                // A waker that polls its task inline runs the task on the submitter thread:
-                // waiting here for the submitter to drain the queue would wait forever.
-                return Err(Error::QueueFull { capacity: shared.options.queue_appends_max });
+            if on_submitter {
+                return Err(full());
             }
             if shared.stopped.load(Ordering::Acquire) {
                 return Err(Error::Closed);
             }
-            shared.wake_submitter();
+            shared.ring_doorbell(true);
             spins += 1;
-            if spins < 64 {
+            if spins < 64 || shared.options.polling {
                 std::thread::yield_now();
             } else {
                 std::thread::sleep(std::time::Duration::from_micros(50));
             }
+        };
+        let hash = stream_hash(stream);
+        // After every earlier append to this stream through another handle (write/lane.rs).
+        let ordered = shared.lanes.order(hash, lane, producer.next_seq(), !on_submitter, || {
+            shared.ring_doorbell(true);
+            std::thread::yield_now();
+        });
+        if ordered.is_err() {
+            return Err(full());
         }
-        shared.wake_submitter();
-        Ok(Ticket::new(request, self.local.clone()))
+        let header = EntryHeader {
+            entry_bytes: entry_bytes as u32,
+            kind: if inline { EntryKind::Inline } else { EntryKind::Indirect },
+            expected,
+            stream_len: stream.len() as u16,
+            events: batch.len() as u32,
+            record_bytes: record_bytes as u32,
+            hash,
+        };
+        producer.write_header(entry, &header);
+        if inline {
+            let body = producer.entry_mut(entry + lane::ENTRY_HEADER_BYTES as u64, record_bytes);
+            encode_events(body, stream, &batch);
+        } else {
+            // Large appends are encoded on the heap (the allocation is small beside the copy).
+            let mut records = vec![0u8; record_bytes].into_boxed_slice();
+            encode_events(&mut records, stream, &batch);
+            producer.write_indirect(entry, records);
+        }
+        let seq = producer.publish(entry, entry_bytes);
+        let urgent = producer.half_full();
+        drop(producer);
+        shared.ring_doorbell(urgent);
+        Ok(Ticket::new(local.clone(), seq, batch.len() as u32))
     }
 
     /// Events of `stream` from version `from_version` on, oldest first; only durable events.
@@ -533,17 +559,11 @@ fn validate_stream(stream: &str) -> Result<()> {
     Ok(())
 }
 
-fn payload_of(stream: &str, event: &Event<'_>) -> u64 {
-    (stream.len() + event.event_type.len() + event.metadata.len() + event.data.len()) as u64
-}
-
-fn encode_event(
-    out: &mut record::RecordBytes,
-    stream: &str,
-    event: &Event<'_>,
-    commit: bool,
-    append_bytes_max: usize,
-) -> Result<()> {
+/// Checks one event of an append whose earlier `so_far.0` events take `so_far.1` record bytes;
+/// returns its record's size. Checked before any copy: a 2 GiB event is refused without
+/// touching its bytes.
+fn check_event(stream: &str, event: &Event<'_>, so_far: (usize, usize), append_bytes_max: usize) -> Result<usize> {
+    let (events_before, so_far) = so_far;
     if event.event_type.is_empty() {
         return Err(Error::InvalidEventType { event_type: String::new(), reason: "it is empty" });
     }
@@ -556,19 +576,34 @@ fn encode_event(
     if event.metadata.len() > METADATA_BYTES_MAX {
         return Err(Error::MetadataTooLarge { size: event.metadata.len(), max: METADATA_BYTES_MAX });
     }
-    // Checked before any copy: a 2 GiB event is refused without touching its bytes.
     let size = record::record_len(stream, &event.event_type, &event.metadata, &event.data);
     if size > append_bytes_max {
         return Err(Error::EventTooLarge { size, max: append_bytes_max });
     }
-    if out.len() + size > append_bytes_max {
+    if so_far + size > append_bytes_max {
         return Err(Error::AppendTooLarge {
-            events: 0,
-            size: out.len() + size,
+            events: events_before + 1,
+            size: so_far + size,
             max: append_bytes_max,
             events_max: APPEND_EVENTS_MAX,
         });
     }
-    record::encode_unsealed(out, stream, &event.event_type, &event.metadata, &event.data, commit);
-    Ok(())
+    Ok(size)
+}
+
+/// Encodes the checked `events` one after another into `out` (exactly their records' bytes);
+/// the last one carries the commit flag.
+fn encode_events(out: &mut [u8], stream: &str, events: &[Event<'_>]) {
+    let mut at = 0;
+    for (k, event) in events.iter().enumerate() {
+        at += record::encode_unsealed_into(
+            &mut out[at..],
+            stream,
+            &event.event_type,
+            &event.metadata,
+            &event.data,
+            k + 1 == events.len(),
+        );
+    }
+    debug_assert_eq!(at, out.len());
 }

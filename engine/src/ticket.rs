@@ -4,25 +4,41 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
 use crate::shared::{Shared, ThreadWaker};
-use crate::write::queue::{Request, FAILED, PENDING};
+use crate::write::lane::{Lane, Outcome};
 use crate::Appended;
 
-/// What the tickets of one `Store` value hold on to. Each clone of a `Store` gets its own, so
-/// producers on different threads (each with its own clone) do not bounce one shared reference
-/// count between their cores on every append and every wait: profiles of the seed workload
-/// showed those two atomic operations as the hottest instructions of `append` and `wait`.
+/// What a `Store` handle and its tickets hold on to: the store, and the handle's lane (its own
+/// queue to the submitter, taken at its first append; see write/lane.rs). Each clone of a
+/// `Store` gets its own, so producers on different threads (each with its own clone) share no
+/// queue tail and no reference count.
 pub(crate) struct Local {
     pub(crate) shared: Arc<Shared>,
+    lane: OnceLock<(Arc<Lane>, bool)>,
 }
 
 impl Local {
     pub(crate) fn new(shared: &Arc<Shared>) -> Arc<Local> {
-        Arc::new(Local { shared: shared.clone() })
+        Arc::new(Local { shared: shared.clone(), lane: OnceLock::new() })
+    }
+
+    /// This handle's lane, taken from the store's lanes at the first call.
+    pub(crate) fn lane(&self) -> &Arc<Lane> {
+        &self.lane.get_or_init(|| self.shared.lanes.acquire()).0
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        // The handle and all its tickets are gone: the next handle may use the lane (entries
+        // still in it are written all the same).
+        if let Some((lane, true)) = self.lane.take() {
+            self.shared.lanes.give_back(lane);
+        }
     }
 }
 
@@ -32,69 +48,79 @@ impl Local {
 /// becomes durable all the same; only the caller no longer learns when (or whether) it did.
 #[must_use = "an append is only known durable once its ticket resolves"]
 pub struct Ticket {
-    request: Arc<Request>,
     local: Arc<Local>,
-    /// Whether this ticket counts as a blocked caller of its shard (see write/queue.rs).
+    /// The append's sequence number in its lane.
+    seq: u64,
+    events: u32,
+    /// Whether this ticket counts as a blocked caller of its lane (see write/submitter.rs).
     blocked: bool,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.unblock();
+        self.lane().release_ticket(self.seq);
     }
 }
 
 impl std::fmt::Debug for Ticket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ticket").field("state", &self.request.state.load(Ordering::Relaxed)).finish()
+        f.debug_struct("Ticket").field("seq", &self.seq).field("events", &self.events).finish()
     }
 }
 
 impl Ticket {
-    /// The ticket of `request`, just pushed on the queue by a producer holding `local`.
-    pub(crate) fn new(request: Arc<Request>, local: Arc<Local>) -> Ticket {
-        Ticket { request, local, blocked: false }
+    /// The ticket of append `seq` of `local`'s lane, just published.
+    pub(crate) fn new(local: Arc<Local>, seq: u64, events: u32) -> Ticket {
+        Ticket { local, seq, events, blocked: false }
     }
 
     fn shared(&self) -> &Shared {
         &self.local.shared
     }
 
+    fn lane(&self) -> &Lane {
+        self.local.lane()
+    }
+
     /// The outcome, if known. `seq_cst` for the re-check done before sleeping.
     fn check(&self, ordering: Ordering) -> Option<Result<Appended>> {
-        let state = self.request.state.load(ordering);
-        if state == FAILED {
-            return Some(Err(self.request.error.get().cloned().unwrap_or(Error::Closed)));
-        }
-        if state != PENDING {
-            let end = state + self.request.events as u64;
-            if end <= self.shared().durable.load(ordering) {
-                return Some(Ok(Appended { position: state, version: self.request.version.load(Ordering::Acquire) }));
+        match self.lane().outcome(self.seq) {
+            Outcome::Failed(error) => return Some(Err(error)),
+            Outcome::Placed { position, version } => {
+                if position + self.events as u64 <= self.shared().durable.load(ordering) {
+                    return Some(Ok(Appended { position, version }));
+                }
             }
+            Outcome::Pending => {}
         }
         if let Some(cause) = self.shared().poisoned.get() {
             return Some(Err(Error::Poisoned { cause: cause.clone() }));
         }
         if self.shared().stopped.load(Ordering::SeqCst) {
-            // The submitter exited without taking this request: the store was closed first.
+            // The submitter exited without taking this append: the store was closed first.
             return Some(Err(Error::Closed));
         }
         None
     }
 
-    /// Counts this caller as blocked on its append's shard, so the submitter writes the shard's appends
-    /// without waiting for more bytes. Called before the final check that precedes a sleep.
+    /// Counts this caller as blocked on its lane, so the submitter writes the lane's appends
+    /// without waiting for more bytes, and wakes it if it sleeps. Called before the final check
+    /// that precedes a sleep.
     fn block(&mut self) {
         if !self.blocked {
             self.blocked = true;
-            self.shared().queue.enter_blocked(self.request.shard);
+            // SeqCst: either the submitter sees the count, or this caller sees the watermark
+            // the submitter published before looking.
+            self.lane().blocked.fetch_add(1, Ordering::SeqCst);
+            self.shared().ring_doorbell(true);
         }
     }
 
     fn unblock(&mut self) {
         if self.blocked {
             self.blocked = false;
-            self.shared().queue.leave_blocked(self.request.shard);
+            self.lane().blocked.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -104,6 +130,15 @@ impl Ticket {
             return outcome;
         }
         self.block();
+        if self.shared().options.polling {
+            // Polling mode: no waker, no park; yield between looks (see `Options::polling`).
+            loop {
+                if let Some(outcome) = self.check(Ordering::Acquire) {
+                    return outcome;
+                }
+                std::thread::yield_now();
+            }
+        }
         let waker = ThreadWaker::current();
         let outcome = loop {
             self.register(&waker);
@@ -114,15 +149,17 @@ impl Ticket {
             // next publication while the append is not placed); a spurious return just loops.
             std::thread::park();
         };
-        // `Drop` takes this caller off its shard's blocked count.
+        // `Drop` takes this caller off its lane's blocked count.
         outcome
     }
 
     /// Registers `waker` to be woken once the watermark reaches this ticket's end, or at the
     /// next publication while the submitter has not placed the append yet (target 0).
     fn register(&self, waker: &Waker) {
-        let state = self.request.state.load(Ordering::Acquire);
-        let target = if state == PENDING || state == FAILED { 0 } else { state + self.request.events as u64 };
+        let target = match self.lane().outcome(self.seq) {
+            Outcome::Placed { position, .. } => position + self.events as u64,
+            _ => 0,
+        };
         self.shared().register_waker(target, waker);
     }
 

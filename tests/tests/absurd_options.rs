@@ -28,8 +28,9 @@ type Case = (&'static str, &'static str, fn(&mut Options));
 
 fn cases() -> Vec<Case> {
     vec![
-        ("queue_appends_max = 1 << 40", "queue_appends_max", |o| o.queue_appends_max = 1 << 40),
-        ("queue_appends_max = usize::MAX", "queue_appends_max", |o| o.queue_appends_max = usize::MAX),
+        ("queue_bytes = 1 << 40", "queue_bytes", |o| o.queue_bytes = 1 << 40),
+        ("queue_bytes = usize::MAX", "queue_bytes", |o| o.queue_bytes = usize::MAX),
+        ("linger = Duration::MAX", "linger", |o| o.linger = std::time::Duration::MAX),
         ("group_bytes_max = usize::MAX", "group_bytes_max", |o| o.group_bytes_max = usize::MAX),
         ("segment_bytes = u64::MAX", "segment_bytes", |o| o.segment_bytes = u64::MAX),
         ("busy_group_bytes_min = usize::MAX", "busy_group_bytes_min", |o| o.busy_group_bytes_min = usize::MAX),

@@ -172,13 +172,15 @@ type Change = fn(&mut Options);
 fn invalid_options_are_refused() {
     let _watchdog = watchdog("invalid_options_are_refused", 30);
     let dir = temp_dir("bad-input-options");
-    let cases: [(&str, Change); 6] = [
+    let cases: [(&str, Change); 8] = [
         ("group_bytes_max", |o| o.group_bytes_max = (64 << 10) + 1),
         ("group_bytes_max", |o| o.group_bytes_max = 0),
         ("groups_in_flight_max", |o| o.groups_in_flight_max = 0),
         ("segment_bytes", |o| o.segment_bytes = (1 << 20) + 100),
         ("segment_bytes", |o| o.segment_bytes = (o.group_bytes_max as u64) + 4096),
-        ("queue_appends_max", |o| o.queue_appends_max = 0),
+        ("queue_bytes", |o| o.queue_bytes = 0),
+        ("queue_bytes", |o| o.queue_bytes = (64 << 10) + 4096),
+        ("linger", |o| o.linger = std::time::Duration::from_secs(2)),
     ];
     for backend in backends() {
         for (name, change) in cases {

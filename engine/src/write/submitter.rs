@@ -38,9 +38,9 @@ use crate::log::index::{pack_location, GroupLocation, Locations, SegmentSummary,
 use crate::log::record::{self, GroupHeader};
 use crate::log::recovery::Recovered;
 use crate::log::segment::{self, Preparer, PreparerConfig, SegmentHeader};
-use crate::shared::Shared;
+use crate::shared::{Shared, AWAKE, IDLE, LINGERING};
 use crate::write::io::{portable::PortableIo, uring::UringIo, Completion, FaultyIo, GroupWrite, IoBackend, Stage};
-use crate::write::queue::Request;
+use crate::write::lane::{EntryHeader, Lane};
 use crate::{platform, Backend, ExpectedVersion, SyncMode};
 
 /// Hints the CPU to load the cache line at `address`; a no-op where there is no such hint.
@@ -111,17 +111,34 @@ struct Submitter {
     checkpointer: Option<Checkpointer>,
     /// Log end of the last submitted group.
     submitted_end: u64,
-    /// Per append-queue shard, the log end of its last placed append.
-    shard_end: Vec<u64>,
     next_seq: u64,
-    batch: Vec<Arc<Request>>,
-    /// The append-queue shard the next drain starts at.
-    queue_cursor: usize,
+    /// Every lane (producer queue) of the store, with where this thread is in each.
+    lanes: Vec<LaneCursor>,
+    /// The lane the next drain starts at (round-robin, so no lane starves the others).
+    lane_start: usize,
+    /// When the open group got its first append (`platform::monotonic_ns`): its linger time
+    /// counts from there.
+    opened_ns: u64,
+    /// An append was refused since the waiters were last woken.
+    refused: bool,
     completions: Vec<Completion>,
     sync: SyncMode,
     depth: usize,
     group_bytes_max: usize,
     busy_group_bytes_min: usize,
+    linger_ns: u64,
+    polling: bool,
+}
+
+/// The submitter's place in one lane.
+struct LaneCursor {
+    lane: Arc<Lane>,
+    /// Where the next entry starts (the submitter alone moves the lane's head).
+    head: u64,
+    /// The sequence number of the lane's next append.
+    seq: u64,
+    /// Log end of this lane's last placed append.
+    end: u64,
 }
 
 /// Starts the submitter thread. The I/O backend is created on that thread (io_uring single
@@ -301,15 +318,18 @@ impl Submitter {
             since_checkpoint: 0,
             checkpointer,
             submitted_end: recovered.next_position,
-            shard_end: vec![0; shared.queue.shard_count()],
             next_seq: recovered.next_seq,
-            batch: Vec::with_capacity(DRAIN_BATCH_APPENDS),
-            queue_cursor: 0,
+            lanes: Vec::with_capacity(LANES_MAX),
+            lane_start: 0,
+            opened_ns: 0,
+            refused: false,
             completions: Vec::with_capacity(depth * 2),
             sync: options.sync,
             depth,
             group_bytes_max: options.group_bytes_max,
             busy_group_bytes_min: options.busy_group_bytes_min,
+            linger_ns: options.linger.as_nanos() as u64,
+            polling: options.polling,
             shared,
         };
         if submitter.segment.is_none() || window_grew {
@@ -331,26 +351,27 @@ impl Submitter {
             if self.poisoned() {
                 break;
             }
-            let popped = self.pop_batch();
-            if popped > 0 {
-                self.process_batch();
+            let placed = self.drain_lanes();
+            if self.refused {
+                // A refused append moves no watermark: its waiter must be woken here, or it
+                // sleeps until some later group happens to be published.
+                self.refused = false;
+                self.shared.wake_waiters(false);
             }
-            self.maybe_submit(false);
-            if popped > 0 {
+            if self.maybe_submit() || placed > 0 {
                 continue;
             }
-            if self.current.is_some() && self.in_flight.len() < self.depth && self.blocked_producer_in_current() {
-                // The queue ran dry and a caller is blocked while the open group holds appends of
-                // its shard: that producer pushes nothing more until it is woken, so holding the
-                // group back for more bytes would only add a write latency to its wait.
-                self.maybe_submit(true);
-            } else if !self.in_flight.is_empty() {
-                // Nothing queued and the pipeline is full: let the disk work.
-                self.reap(1);
-            } else if self.shared.closing.load(Ordering::SeqCst) && self.shared.queue.is_empty() {
+            if !self.in_flight.is_empty() {
+                // Nothing to place or submit, groups in flight: let the disk work.
+                if self.polling {
+                    std::thread::yield_now();
+                } else {
+                    self.reap(1);
+                }
+            } else if self.current.is_none() && self.shared.closing.load(Ordering::SeqCst) && self.lanes_drained() {
                 break;
             } else {
-                self.park();
+                self.sleep();
             }
         }
         // The kernel may still hold buffers of the pool: wait for every completion.
@@ -429,32 +450,115 @@ impl Submitter {
         Ok(())
     }
 
-    fn park(&self) {
-        let shared = &self.shared;
-        shared.submitter_sleeping.store(true, Ordering::SeqCst);
-        if shared.queue.is_empty() && !shared.closing.load(Ordering::SeqCst) {
-            // The timeout is only a safety net; producers unpark us after each push.
-            std::thread::park_timeout(std::time::Duration::from_millis(100));
+    /// Sleeps until a producer rings (see `Shared::ring_doorbell`): lingering on the open group
+    /// until its linger time is up (only a caller that starts waiting, or a half-full ring, cuts
+    /// that short), or idle. The sleeping state is stored (SeqCst) before the last look at the
+    /// lanes, and producers store their tail (SeqCst) before they look at the state: either this
+    /// thread sees their append, or they see it asleep and wake it.
+    fn sleep(&mut self) {
+        let shared = self.shared.clone();
+        let lingering = self.current.is_some();
+        let timeout = if lingering {
+            let deadline = self.opened_ns.saturating_add(self.linger_ns);
+            std::time::Duration::from_nanos(deadline.saturating_sub(platform::monotonic_ns()))
+        } else {
+            // Only a safety net: producers ring after each append while the submitter is idle.
+            std::time::Duration::from_millis(100)
+        };
+        if timeout.is_zero() {
+            return;
         }
-        shared.submitter_sleeping.store(false, Ordering::SeqCst);
+        if self.polling {
+            std::thread::yield_now();
+            return;
+        }
+        shared.submitter_sleeping.store(if lingering { LINGERING } else { IDLE }, Ordering::SeqCst);
+        self.refresh_lanes();
+        let wanted = if lingering { self.blocked_caller_pending() } else { !self.lanes_drained() };
+        if !wanted && !shared.closing.load(Ordering::SeqCst) {
+            std::thread::park_timeout(timeout);
+        }
+        shared.submitter_sleeping.store(AWAKE, Ordering::SeqCst);
     }
 
-    fn pop_batch(&mut self) -> usize {
-        self.shared.queue.pop_into(&mut self.queue_cursor, &mut self.batch, DRAIN_BATCH_APPENDS);
-        // The requests were just written on producers' cores: start pulling their cache lines
-        // over now, so the misses of a whole batch overlap instead of stalling the submitter one
-        // after another.
-        for request in &self.batch {
-            prefetch(Arc::as_ptr(request) as *const u8);
+    /// Adds the lanes made since the last look.
+    fn refresh_lanes(&mut self) {
+        let count = self.shared.lanes.count.load(Ordering::Acquire);
+        if count != self.lanes.len() {
+            let mut new = Vec::new();
+            self.shared.lanes.snapshot_from(self.lanes.len(), &mut new);
+            self.lanes.extend(new.into_iter().map(|lane| LaneCursor { lane, head: 0, seq: 0, end: 0 }));
         }
-        for request in &self.batch {
-            let bytes = request.encoded.as_ptr();
-            prefetch(bytes);
-            if request.encoded.len() > 64 {
-                prefetch(bytes.wrapping_add(64));
+    }
+
+    /// Whether every lane is drained (SeqCst: see `sleep`).
+    fn lanes_drained(&mut self) -> bool {
+        self.refresh_lanes();
+        self.lanes.iter().all(|cursor| cursor.lane.tail.load(Ordering::SeqCst) == cursor.head)
+    }
+
+    /// Whether a caller blocked on a ticket has an append not yet submitted (in the open group,
+    /// or still in its lane): its group must go now, it will not append more until woken.
+    /// Callers whose appends are all in groups being written already do not count: cutting the
+    /// open group short for them would only make groups smaller without shortening any wait.
+    fn blocked_caller_pending(&self) -> bool {
+        let submitted_end = self.submitted_end;
+        self.lanes.iter().any(|cursor| {
+            cursor.lane.blocked.load(Ordering::SeqCst) > 0
+                && (cursor.end > submitted_end || cursor.lane.tail.load(Ordering::SeqCst) != cursor.head)
+        })
+    }
+
+    /// Places every published append of every lane (up to `DRAIN_LANE_BYTES` of ring per lane,
+    /// lanes taken round-robin). Returns the number of appends taken.
+    fn drain_lanes(&mut self) -> usize {
+        self.refresh_lanes();
+        let count = self.lanes.len();
+        if count == 0 {
+            return 0;
+        }
+        let start = self.lane_start % count;
+        self.lane_start = start + 1;
+        let mut taken = 0;
+        let mut timestamp_us = None;
+        for step in 0..count {
+            if self.poisoned() {
+                break;
             }
+            taken += self.drain_lane((start + step) % count, &mut timestamp_us);
         }
-        self.batch.len()
+        taken
+    }
+
+    fn drain_lane(&mut self, index: usize, timestamp_us: &mut Option<u64>) -> usize {
+        let lane = self.lanes[index].lane.clone();
+        let tail = lane.tail();
+        let mut head = self.lanes[index].head;
+        if head == tail {
+            return 0;
+        }
+        // One clock read per drain: every record of it gets the same timestamp.
+        let timestamp_us = *timestamp_us.get_or_insert_with(platform::now_us);
+        let budget_end = head + DRAIN_LANE_BYTES;
+        let mut taken = 0;
+        while head < budget_end && !self.poisoned() {
+            let Some((header, body)) = lane.peek(&mut head, tail) else { break };
+            let seq = self.lanes[index].seq;
+            // SAFETY: the entry is published and consumed only below, after its records are
+            // copied into the group.
+            let records = unsafe { lane.records(&header, body) };
+            // Pull the next entry's cache lines over from the producer's core while this one
+            // is placed.
+            prefetch(records.as_ptr().wrapping_add(records.len()));
+            self.place(index, &lane, seq, &header, records, timestamp_us);
+            lane.consume(head, header.entry_bytes as u64);
+            head += header.entry_bytes as u64;
+            self.lanes[index].seq = seq + 1;
+            taken += 1;
+        }
+        lane.set_head(head);
+        self.lanes[index].head = head;
+        taken
     }
 
     /// Whether `bytes` more fit in the current group (or a new one) of the active segment.
@@ -486,129 +590,114 @@ impl Submitter {
             ..Slot::default()
         };
         self.current = Some(slot);
+        self.opened_ns = platform::monotonic_ns();
         slot
     }
 
-    fn process_batch(&mut self) {
-        let timestamp_us = platform::now_us();
-        let batch = std::mem::take(&mut self.batch);
-        let mut next = 0;
-        let mut failed = false;
-        while next < batch.len() && !self.poisoned() {
-            while next < batch.len() {
-                let request = &batch[next];
-                if !self.fits(request.encoded.len()) {
-                    break;
-                }
-                next += 1;
-                // One probe of the submitter's own table; a stream is added only once an append
-                // to it is accepted, so stream ids follow the log.
-                let id = self.versions.find(request.hash, request.stream());
-                let known = id.map_or(0, |id| self.versions.next_version(id));
-                let actual = known.checked_sub(1);
-                let ok = match request.expected {
-                    ExpectedVersion::Any => true,
-                    ExpectedVersion::NoStream => actual.is_none(),
-                    ExpectedVersion::StreamExists => actual.is_some(),
-                    ExpectedVersion::Exact(v) => actual == Some(v),
-                };
-                if !ok {
-                    failed = true;
-                    request.fail(Error::WrongExpectedVersion {
-                        stream: String::from_utf8_lossy(request.stream()).into_owned(),
-                        expected: request.expected,
-                        actual,
-                    });
-                    continue;
-                }
-                let first_version = known;
-                // Positions and versions are stored in 48 bits: an append that would go past
-                // them is refused (a recovered log may start anywhere below the limit).
-                let end_limit = POSITION_MAX + 1;
-                let full = if first_version + request.events as u64 > end_limit {
-                    Some(("stream", end_limit))
-                } else if self.next_position + request.events as u64 > end_limit {
-                    Some(("log", end_limit))
-                } else {
-                    None
-                };
-                if let Some((what, max)) = full {
-                    failed = true;
-                    request.fail(Error::LogFull { what, max });
-                    continue;
-                }
-                let id = match id {
-                    Some(id) => id,
-                    None => {
-                        let name = std::str::from_utf8(request.stream()).expect("a stream id is a &str");
-                        match self.versions.insert(request.hash, name) {
-                            Some(id) => {
-                                let bytes = self.versions.resident_bytes();
-                                self.shared.index.version_table_bytes.store(bytes, Ordering::Relaxed);
-                                id
-                            }
-                            None => {
-                                failed = true;
-                                request.fail(Error::LogFull { what: "stream table", max: STREAMS_MAX as u64 });
-                                continue;
-                            }
-                        }
+    /// Checks append `seq` of lane `index` (its entry `header`, its unsealed `records`) and
+    /// places it in the open group, or refuses it; either way its outcome goes into its result
+    /// slot.
+    fn place(&mut self, index: usize, lane: &Lane, seq: u64, header: &EntryHeader, records: &[u8], timestamp_us: u64) {
+        let bytes = records.len();
+        if !self.fits(bytes) {
+            // The append does not fit: close the group, or move to a new segment.
+            if let Err(error) = self.make_room(bytes) {
+                self.refused = true;
+                lane.set_failed(seq, error);
+                return;
+            }
+        }
+        let stream = &records[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + header.stream_len as usize];
+        let events = header.events as u64;
+        // One probe of the submitter's own table; a stream is added only once an append to it
+        // is accepted, so stream ids follow the log.
+        let id = self.versions.find(header.hash, stream);
+        let known = id.map_or(0, |id| self.versions.next_version(id));
+        let actual = known.checked_sub(1);
+        let ok = match header.expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual.is_none(),
+            ExpectedVersion::StreamExists => actual.is_some(),
+            ExpectedVersion::Exact(v) => actual == Some(v),
+        };
+        if !ok {
+            self.refused = true;
+            lane.set_failed(
+                seq,
+                Error::WrongExpectedVersion {
+                    stream: String::from_utf8_lossy(stream).into_owned(),
+                    expected: header.expected,
+                    actual,
+                },
+            );
+            return;
+        }
+        let first_version = known;
+        // Positions and versions are stored in 48 bits: an append that would go past them is
+        // refused (a recovered log may start anywhere below the limit).
+        let end_limit = POSITION_MAX + 1;
+        let full = if first_version + events > end_limit {
+            Some(("stream", end_limit))
+        } else if self.next_position + events > end_limit {
+            Some(("log", end_limit))
+        } else {
+            None
+        };
+        if let Some((what, max)) = full {
+            self.refused = true;
+            lane.set_failed(seq, Error::LogFull { what, max });
+            return;
+        }
+        let id = match id {
+            Some(id) => id,
+            None => {
+                let name = std::str::from_utf8(stream).expect("a stream id is a &str");
+                match self.versions.insert(header.hash, name) {
+                    Some(id) => {
+                        let resident = self.versions.resident_bytes();
+                        self.shared.index.version_table_bytes.store(resident, Ordering::Relaxed);
+                        id
                     }
-                };
-                let slot = match self.current {
-                    Some(slot) => slot,
-                    None => self.open_group(),
-                };
-                let meta = &mut self.slots[slot];
-                let buf = self.pool[slot].as_mut_slice();
-                let start = meta.len;
-                let source = &request.encoded[..];
-                let bytes = source.len();
-                let first_position = self.next_position;
-                let mut at = start;
-                for k in 0..request.events as u64 {
-                    let from = at - start;
-                    let len = record::seal_into(
-                        &mut buf[at..],
-                        &source[from..],
-                        first_position + k,
-                        first_version + k,
-                        timestamp_us,
-                    );
-                    // `at` < group_bytes_max <= GROUP_BYTES_LIMIT < 2^32.
-                    meta.placed.push((id, at as u32));
-                    at += len;
-                }
-                debug_assert_eq!(at, start + bytes);
-                self.versions.advance(id, request.events as u64);
-                self.next_position += request.events as u64;
-                meta.len += bytes;
-                meta.events += request.events;
-                meta.end_position = self.next_position;
-                self.shard_end[request.shard] = self.next_position;
-                meta.appends += 1;
-                meta.payload_bytes += request.payload_bytes;
-                request.version.store(first_version + request.events as u64 - 1, Ordering::Relaxed);
-                request.state.store(first_position, Ordering::Release);
-            }
-            if next < batch.len() {
-                // The next request does not fit: close the group, or move to a new segment.
-                if let Err(error) = self.make_room(batch[next].encoded.len()) {
-                    failed = true;
-                    batch[next].fail(error);
-                    next += 1;
+                    None => {
+                        self.refused = true;
+                        lane.set_failed(seq, Error::LogFull { what: "stream table", max: STREAMS_MAX as u64 });
+                        return;
+                    }
                 }
             }
+        };
+        let slot = match self.current {
+            Some(slot) => slot,
+            None => self.open_group(),
+        };
+        let meta = &mut self.slots[slot];
+        let buf = self.pool[slot].as_mut_slice();
+        let start = meta.len;
+        let first_position = self.next_position;
+        let mut at = start;
+        for k in 0..events {
+            let from = at - start;
+            let len = record::seal_into(
+                &mut buf[at..],
+                &records[from..],
+                first_position + k,
+                first_version + k,
+                timestamp_us,
+            );
+            // `at` < group_bytes_max <= GROUP_BYTES_LIMIT < 2^32.
+            meta.placed.push((id, at as u32));
+            at += len;
         }
-        if failed {
-            // A refused append moves no watermark: its waiter must be woken here, or it sleeps
-            // until some later group happens to be published.
-            self.shared.wake_waiters(false);
-        }
-        // Requests dropped here without an outcome belong to a poisoned store; their tickets
-        // report the poisoning.
-        self.batch = batch;
-        self.batch.clear();
+        debug_assert_eq!(at, start + bytes);
+        self.versions.advance(id, events);
+        self.next_position += events;
+        meta.len += bytes;
+        meta.events += header.events;
+        meta.end_position = self.next_position;
+        meta.appends += 1;
+        meta.payload_bytes += (bytes - RECORD_HEADER_BYTES * events as usize) as u64;
+        self.lanes[index].end = self.next_position;
+        lane.set_placed(seq, first_position, first_version + events - 1);
     }
 
     fn make_room(&mut self, bytes: usize) -> Result<()> {
@@ -627,25 +716,23 @@ impl Submitter {
         Ok(())
     }
 
-    /// Whether the open group holds an append of a shard whose caller is blocked on a ticket.
-    /// Callers whose appends are all in groups already being written do not count: cutting the
-    /// open group short for them would only make groups smaller (more padding, more syncs)
-    /// without shortening any wait.
-    fn blocked_producer_in_current(&self) -> bool {
-        let shard_end = &self.shard_end;
-        let submitted_end = self.submitted_end;
-        self.shared.queue.any_blocked(|shard| shard_end[shard] > submitted_end)
-    }
-
-    /// Submits the current group if the pipeline policy says so (or `force` and room exists).
-    fn maybe_submit(&mut self, force: bool) {
-        let Some(slot) = self.current else { return };
-        let in_flight = self.in_flight.len();
-        let submit =
-            in_flight == 0 || (in_flight < self.depth && (force || self.slots[slot].len >= self.busy_group_bytes_min));
-        if submit {
+    /// Submits the open group if the pipeline has room and the group is due: a caller waits on
+    /// an append of it (or of a lane: it pushes nothing more until woken), it holds
+    /// `busy_group_bytes_min` bytes, its linger time is up, or the store is closing. Returns
+    /// whether it did.
+    fn maybe_submit(&mut self) -> bool {
+        let Some(slot) = self.current else { return false };
+        if self.in_flight.len() >= self.depth {
+            return false;
+        }
+        let due = self.slots[slot].len >= self.busy_group_bytes_min
+            || self.blocked_caller_pending()
+            || platform::monotonic_ns().saturating_sub(self.opened_ns) >= self.linger_ns
+            || self.shared.closing.load(Ordering::SeqCst);
+        if due {
             self.submit_current();
         }
+        due
     }
 
     fn submit_current(&mut self) {
