@@ -158,9 +158,20 @@ struct Common {
     /// Groups in flight in evstore; writes in flight in the raw baseline.
     #[arg(long, default_value_t = 4)]
     in_flight: usize,
-    /// While a group is in flight, evstore submits the next early once it holds this many KiB.
+    /// evstore writes the open group once it holds this many KiB, even if nobody waits on it.
     #[arg(long, default_value_t = 256, value_name = "KIB")]
     busy_group_kib: usize,
+    /// How long evstore's open group waits for more appends when nobody waits on it, in
+    /// microseconds (Options::linger).
+    #[arg(long, default_value_t = 100, value_name = "US")]
+    linger_us: u64,
+    /// evstore's polling mode: its submitter and waiting producers spin with yields instead of
+    /// sleeping (Options::polling; more CPU for more throughput).
+    #[arg(long)]
+    polling: bool,
+    /// Bytes of each evstore producer handle's queue, in KiB (Options::queue_bytes; a power of two).
+    #[arg(long, default_value_t = 256, value_name = "KIB")]
+    queue_kib: usize,
     /// One JSON object per system per line on stdout (notes and progress go to stderr).
     #[arg(long)]
     json: bool,
@@ -241,6 +252,9 @@ impl Common {
         options.group_bytes_max = self.group_kib << 10;
         options.groups_in_flight_max = self.in_flight;
         options.busy_group_bytes_min = self.busy_group_kib << 10;
+        options.linger = std::time::Duration::from_micros(self.linger_us);
+        options.polling = self.polling;
+        options.queue_bytes = self.queue_kib << 10;
         options
     }
 

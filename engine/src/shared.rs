@@ -17,7 +17,7 @@
 //! return a durable group an instant before `durable_position()` counts it.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::task::{Wake, Waker};
 use std::thread::Thread;
@@ -55,8 +55,9 @@ pub(crate) struct Shared {
     /// The submitter has exited: nothing more will become durable.
     pub stopped: AtomicBool,
     pub poisoned: OnceLock<String>,
-    /// `AWAKE`, `LINGERING` (asleep with an open group, until its linger time ends) or `IDLE`.
-    pub submitter_sleeping: AtomicU8,
+    /// `AWAKE`, `LINGERING` (asleep with an open group, until its linger time ends), `IDLE`
+    /// or `IO_WAIT` (asleep until a write completes): also the futex word it sleeps on.
+    pub submitter_sleeping: AtomicU32,
     pub submitter_thread: OnceLock<Thread>,
     /// (target, waker, owner): owner 0 for tickets, a subscription's own token for it.
     pub wakers: Mutex<Vec<(u64, Waker, u64)>>,
@@ -163,20 +164,28 @@ impl Shared {
     /// producer appending a run of events wakes it at most once, not once per append.
     pub(crate) fn ring_doorbell(&self, urgent: bool) {
         let state = self.submitter_sleeping.load(Ordering::SeqCst);
-        if state == IDLE || (urgent && state == LINGERING) {
-            if let Some(thread) = self.submitter_thread.get() {
-                thread.unpark();
-            }
+        if state == IDLE || (urgent && state != AWAKE) {
+            self.wake_submitter_now();
+        }
+    }
+
+    /// Wakes the submitter wherever it sleeps (closing).
+    pub(crate) fn wake_submitter_now(&self) {
+        crate::platform::futex_wake_all(&self.submitter_sleeping);
+        if let Some(thread) = self.submitter_thread.get() {
+            thread.unpark();
         }
     }
 }
 
 /// `Shared::submitter_sleeping`: the submitter is running.
-pub(crate) const AWAKE: u8 = 0;
+pub(crate) const AWAKE: u32 = 0;
 /// The submitter sleeps until an open group's linger time ends (or something urgent).
-pub(crate) const LINGERING: u8 = 1;
+pub(crate) const LINGERING: u32 = 1;
 /// The submitter sleeps with nothing to do.
-pub(crate) const IDLE: u8 = 2;
+pub(crate) const IDLE: u32 = 2;
+/// The submitter sleeps until a write completes (or something urgent).
+pub(crate) const IO_WAIT: u32 = 3;
 
 /// Wakes a thread blocked in `Ticket::wait` or in a blocking read of a subscription.
 pub(crate) struct ThreadWaker(pub std::thread::Thread);

@@ -3,7 +3,7 @@
 //! producers, the submitter and readers is in shared.rs; tickets are in ticket.rs.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
@@ -64,9 +64,7 @@ impl Handle {
             );
         }
         let submitter_thread = self.shared.submitter_thread.get();
-        if let Some(thread) = submitter_thread {
-            thread.unpark();
-        }
+        self.shared.wake_submitter_now();
         if submitter_thread.is_some_and(|thread| thread.id() == std::thread::current().id()) {
             // The last clone was dropped (or `close` called) on the submitter thread itself: a
             // waker that polls its task inline, and the task owned the store. A thread cannot
@@ -222,7 +220,7 @@ impl Store {
             closing: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             poisoned: OnceLock::new(),
-            submitter_sleeping: AtomicU8::new(crate::shared::AWAKE),
+            submitter_sleeping: AtomicU32::new(crate::shared::AWAKE),
             submitter_thread: OnceLock::new(),
             wakers: Mutex::new(Vec::new()),
             waker_owners: AtomicU64::new(1),

@@ -38,7 +38,7 @@ use crate::log::index::{pack_location, GroupLocation, Locations, SegmentSummary,
 use crate::log::record::{self, GroupHeader};
 use crate::log::recovery::Recovered;
 use crate::log::segment::{self, Preparer, PreparerConfig, SegmentHeader};
-use crate::shared::{Shared, AWAKE, IDLE, LINGERING};
+use crate::shared::{Shared, AWAKE, IDLE, IO_WAIT, LINGERING};
 use crate::write::io::{portable::PortableIo, uring::UringIo, Completion, FaultyIo, GroupWrite, IoBackend, Stage};
 use crate::write::lane::{EntryHeader, Lane};
 use crate::{platform, Backend, ExpectedVersion, SyncMode};
@@ -366,7 +366,7 @@ impl Submitter {
                 if self.polling {
                     std::thread::yield_now();
                 } else {
-                    self.reap(1);
+                    self.sleep_on_io();
                 }
             } else if self.current.is_none() && self.shared.closing.load(Ordering::SeqCst) && self.lanes_drained() {
                 break;
@@ -472,13 +472,35 @@ impl Submitter {
             std::thread::yield_now();
             return;
         }
-        shared.submitter_sleeping.store(if lingering { LINGERING } else { IDLE }, Ordering::SeqCst);
+        let state = if lingering { LINGERING } else { IDLE };
+        shared.submitter_sleeping.store(state, Ordering::SeqCst);
         self.refresh_lanes();
-        let wanted = if lingering { self.blocked_caller_pending() } else { !self.lanes_drained() };
+        let wanted = if lingering { self.blocked_caller_pending(false) } else { !self.lanes_drained() };
         if !wanted && !shared.closing.load(Ordering::SeqCst) {
-            std::thread::park_timeout(timeout);
+            platform::futex_wait(&shared.submitter_sleeping, state, timeout);
         }
         shared.submitter_sleeping.store(AWAKE, Ordering::SeqCst);
+    }
+
+    /// Sleeps until a write completes, or a caller starts waiting on an append of the open group
+    /// (or of a lane), or a ring is half full: so the next group can be written while earlier
+    /// ones are in flight, instead of after them. Backends that cannot wait on both wait for a
+    /// completion only.
+    fn sleep_on_io(&mut self) {
+        let shared = self.shared.clone();
+        shared.submitter_sleeping.store(IO_WAIT, Ordering::SeqCst);
+        self.refresh_lanes();
+        let wanted = self.current.is_some() && self.in_flight.len() < self.depth && self.blocked_caller_pending(false);
+        let slept = if wanted || shared.closing.load(Ordering::SeqCst) {
+            Ok(true)
+        } else {
+            self.io.sleep(&shared.submitter_sleeping, IO_WAIT)
+        };
+        shared.submitter_sleeping.store(AWAKE, Ordering::SeqCst);
+        if !matches!(slept, Ok(true)) {
+            // No combined wait (or it failed: `reap` then meets and reports the failure).
+            self.reap(1);
+        }
     }
 
     /// Adds the lanes made since the last look.
@@ -498,14 +520,23 @@ impl Submitter {
     }
 
     /// Whether a caller blocked on a ticket has an append not yet submitted (in the open group,
-    /// or still in its lane): its group must go now, it will not append more until woken.
+    /// or still in its lane): it will not append more until woken, so its appends must go now.
     /// Callers whose appends are all in groups being written already do not count: cutting the
     /// open group short for them would only make groups smaller without shortening any wait.
-    fn blocked_caller_pending(&self) -> bool {
+    /// With `drained`, only lanes whose every append is placed count: the group is then written
+    /// with all of the caller's appends, not cut in the middle of its lane.
+    fn blocked_caller_pending(&self, drained: bool) -> bool {
         let submitted_end = self.submitted_end;
         self.lanes.iter().any(|cursor| {
-            cursor.lane.blocked.load(Ordering::SeqCst) > 0
-                && (cursor.end > submitted_end || cursor.lane.tail.load(Ordering::SeqCst) != cursor.head)
+            if cursor.lane.blocked.load(Ordering::SeqCst) == 0 {
+                return false;
+            }
+            let undrained = cursor.lane.tail.load(Ordering::SeqCst) != cursor.head;
+            if drained {
+                !undrained && cursor.end > submitted_end
+            } else {
+                undrained || cursor.end > submitted_end
+            }
         })
     }
 
@@ -726,7 +757,7 @@ impl Submitter {
             return false;
         }
         let due = self.slots[slot].len >= self.busy_group_bytes_min
-            || self.blocked_caller_pending()
+            || self.blocked_caller_pending(true)
             || platform::monotonic_ns().saturating_sub(self.opened_ns) >= self.linger_ns
             || self.shared.closing.load(Ordering::SeqCst);
         if due {

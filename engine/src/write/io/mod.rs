@@ -51,6 +51,13 @@ pub(crate) trait IoBackend: Send {
     /// Appends finished writes to `out`, blocking until at least `wait_for` have finished
     /// (0: never block).
     fn complete(&mut self, wait_for: usize, out: &mut Vec<Completion>) -> std::io::Result<()>;
+    /// Sleeps until a write completes or `word` stops holding `value` (a producer's doorbell,
+    /// a futex wake), then returns; completions are then collected with `complete(0, ..)`.
+    /// `Ok(false)`: this backend cannot wait on both; the caller waits for a completion alone.
+    fn sleep(&mut self, word: &std::sync::atomic::AtomicU32, value: u32) -> std::io::Result<bool> {
+        let _ = (word, value);
+        Ok(false)
+    }
 }
 
 /// Wraps a backend and injects the faults of a [`FaultPlan`].
@@ -106,5 +113,13 @@ impl IoBackend for FaultyIo {
             }
         }
         Ok(())
+    }
+
+    fn sleep(&mut self, word: &std::sync::atomic::AtomicU32, value: u32) -> std::io::Result<bool> {
+        if !self.failed_writes.is_empty() {
+            // An injected failure is a completion already there.
+            return Ok(true);
+        }
+        self.inner.sleep(word, value)
     }
 }

@@ -27,13 +27,21 @@ pub(crate) struct UringIo {
     /// Whether the pool's buffers are registered (then `WRITE_FIXED` is used).
     fixed: bool,
     in_flight: usize,
+    /// Whether a futex wait on the doorbell is armed in the ring (its completion not reaped).
+    doorbell_armed: bool,
+    /// The kernel refused the futex wait (before Linux 6.7): `sleep` is not offered.
+    doorbell_unsupported: bool,
 }
+
+/// `user_data` of the doorbell's futex wait: no slot has this index.
+const DOORBELL: u64 = u64::MAX;
 
 impl UringIo {
     /// Sets up a ring for `slots` concurrent groups. `buffers` are the pool's (address, length);
     /// they are registered if the kernel and the memlock limit allow it.
     pub(crate) fn new(slots: usize, buffers: &[(*const u8, usize)]) -> std::io::Result<UringIo> {
-        let entries = ((slots * 2) as u32).next_power_of_two().max(8);
+        // Two entries per slot (write and linked sync) and one for the doorbell's futex wait.
+        let entries = ((slots * 2 + 1) as u32).next_power_of_two().max(8);
         let ring = match IoUring::builder().setup_single_issuer().setup_coop_taskrun().build(entries) {
             Ok(ring) => ring,
             // Older kernels lack these flags; they are optimisations only.
@@ -51,7 +59,7 @@ impl UringIo {
             tracing::debug!("io_uring buffer registration failed; using plain writes");
         }
         let slots = (0..slots).map(|_| SlotState { pending: 0, len: 0, result: Ok(()), synced: false }).collect();
-        Ok(UringIo { ring, slots, fixed, in_flight: 0 })
+        Ok(UringIo { ring, slots, fixed, in_flight: 0, doorbell_armed: false, doorbell_unsupported: false })
     }
 }
 
@@ -107,6 +115,13 @@ impl IoBackend for UringIo {
         let mut finished = 0usize;
         loop {
             for cqe in self.ring.completion() {
+                if cqe.user_data() == DOORBELL {
+                    self.doorbell_armed = false;
+                    if cqe.result() == -libc::EINVAL || cqe.result() == -libc::EOPNOTSUPP {
+                        self.doorbell_unsupported = true;
+                    }
+                    continue;
+                }
                 let index = cqe.user_data() as usize;
                 let slot = &mut self.slots[index];
                 assert!(slot.pending > 0, "completion for idle slot {index}");
@@ -137,6 +152,34 @@ impl IoBackend for UringIo {
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) || e.raw_os_error() == Some(libc::EBUSY) => {}
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    fn sleep(&mut self, word: &std::sync::atomic::AtomicU32, value: u32) -> std::io::Result<bool> {
+        if self.doorbell_unsupported {
+            return Ok(false);
+        }
+        if !self.doorbell_armed {
+            // FUTEX2_SIZE_U32 | FUTEX2_PRIVATE, matching the producers' FUTEX_WAKE_PRIVATE.
+            const FUTEX2_SIZE_U32: u32 = 0x02;
+            const FUTEX2_PRIVATE: u32 = 128;
+            let entry =
+                opcode::FutexWait::new(word.as_ptr(), value as u64, u32::MAX as u64, FUTEX2_SIZE_U32 | FUTEX2_PRIVATE)
+                    .build()
+                    .user_data(DOORBELL);
+            // SAFETY: the futex word lives in the store's shared state, which outlives the ring
+            // (the ring is dropped with the submitter, before the last `Arc<Shared>`).
+            if unsafe { self.ring.submission().push(&entry) }.is_err() {
+                return Ok(false);
+            }
+            self.doorbell_armed = true;
+        }
+        // One completion: a write's, or the doorbell's (the futex wait completes at once if the
+        // word already changed).
+        match self.ring.submit_and_wait(1) {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) || e.raw_os_error() == Some(libc::EBUSY) => Ok(true),
+            Err(e) => Err(e),
         }
     }
 }
