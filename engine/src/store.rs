@@ -321,8 +321,7 @@ impl Store {
         let (entry_bytes, inline) = lane::entry_bytes(record_bytes, lane.capacity());
         // On the submitter thread (a waker polling its task inline) nothing may wait for the
         // submitter: a full queue (or one held by a producer waiting for room) is an error.
-        let on_submitter =
-            shared.submitter_thread.get().is_some_and(|thread| thread.id() == std::thread::current().id());
+        let on_submitter = submitter::on_submitter_of(shared);
         let full = || Error::QueueFull { capacity: shared.options.queue_bytes };
         let mut producer = lane.produce(on_submitter).ok_or_else(full)?;
         let mut spins = 0u32;

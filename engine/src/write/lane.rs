@@ -145,9 +145,6 @@ struct ResultSlot {
     position: AtomicU64,
     /// Its last event's version.
     version: AtomicU64,
-    /// The sequence number of the live ticket that owns this slot (with `FAIL_BIT` once its
-    /// error is in `held`), or `FREE`.
-    alive: AtomicU64,
 }
 
 /// What a ticket learns about its append.
@@ -181,6 +178,10 @@ pub(crate) struct Lane {
     /// Producer side, under `producing`: the sequence number of the next append.
     next_seq: UnsafeCell<u64>,
     results: Box<[ResultSlot]>,
+    /// Per result slot: the sequence number of the live ticket that owns it (with `FAIL_BIT`
+    /// once its error is in `held`), or `FREE`. Apart from `results` because the producer and its
+    /// tickets write it and the submitter (nearly) never does: kept on the producer's core.
+    alive: Box<[AtomicU64]>,
     /// Outcomes moved out of reused result slots, and errors, keyed by sequence number.
     held: Mutex<Held>,
     /// Callers blocked on a ticket of this lane (see the submitter's flush rule).
@@ -209,12 +210,9 @@ impl Lane {
             producing: CachePadded::new(AtomicBool::new(false)),
             next_seq: UnsafeCell::new(0),
             results: (0..LANE_RESULT_SLOTS)
-                .map(|_| ResultSlot {
-                    seq: AtomicU64::new(WRITING),
-                    alive: AtomicU64::new(FREE),
-                    ..ResultSlot::default()
-                })
+                .map(|_| ResultSlot { seq: AtomicU64::new(WRITING), ..ResultSlot::default() })
                 .collect(),
+            alive: (0..LANE_RESULT_SLOTS).map(|_| AtomicU64::new(FREE)).collect(),
             held: Mutex::new(HashMap::new()),
             blocked: AtomicU32::new(0),
             id,
@@ -227,6 +225,10 @@ impl Lane {
 
     fn slot(&self, seq: u64) -> &ResultSlot {
         &self.results[(seq % LANE_RESULT_SLOTS as u64) as usize]
+    }
+
+    fn alive(&self, seq: u64) -> &AtomicU64 {
+        &self.alive[(seq % LANE_RESULT_SLOTS as u64) as usize]
     }
 
     fn lock_held(&self) -> MutexGuard<'_, Held> {
@@ -298,48 +300,35 @@ impl Lane {
         match header.kind {
             // SAFETY: the body lies inside the published entry, which does not wrap.
             EntryKind::Inline => unsafe { std::slice::from_raw_parts(self.ring_ptr(body), len) },
-            _ => {
-                let mut address = [0u8; 8];
-                // SAFETY: as above; the 8 bytes are the heap copy's address.
-                unsafe { std::ptr::copy_nonoverlapping(self.ring_ptr(body), address.as_mut_ptr(), 8) };
-                let ptr = usize::from_le_bytes(address) as *const u8;
-                // SAFETY: the producer leaked a Box<[u8]> of `len` bytes there; it is freed only
-                // by `release`.
-                unsafe { std::slice::from_raw_parts(ptr, len) }
-            }
+            // SAFETY: the producer leaked a Box<[u8]> of `len` bytes there; it is freed only by
+            // `consumed` (or the lane's drop), after this borrow ends.
+            _ => unsafe { &*self.indirect_copy(header, body) },
         }
     }
 
-    /// Frees what the entry at `entry` held outside the ring (an indirect entry's heap copy).
+    /// The heap copy of the indirect entry whose body starts at `body`.
+    fn indirect_copy(&self, header: &EntryHeader, body: u64) -> *mut [u8] {
+        let mut address = [0u8; 8];
+        // SAFETY: the 8 bytes at an indirect entry's body are its copy's address.
+        unsafe { std::ptr::copy_nonoverlapping(self.ring_ptr(body), address.as_mut_ptr(), 8) };
+        std::ptr::slice_from_raw_parts_mut(usize::from_le_bytes(address) as *mut u8, header.record_bytes as usize)
+    }
+
+    /// The submitter is done with the entry whose body starts at `body`: frees an indirect
+    /// entry's heap copy. (Its ring bytes go back to the producer with the next `set_head`.)
     ///
     /// # Safety
-    /// Once per consumed entry, after its records are no longer used.
-    unsafe fn free_indirect(&self, entry: u64) {
-        // SAFETY: the caller's contract.
-        let header =
-            unsafe { EntryHeader::decode(std::slice::from_raw_parts(self.ring_ptr(entry), ENTRY_HEADER_BYTES)) };
+    /// Once per entry, after its records are no longer used.
+    pub(crate) unsafe fn consumed(&self, header: &EntryHeader, body: u64) {
         if header.kind == EntryKind::Indirect {
-            let mut address = [0u8; 8];
-            // SAFETY: as in `records`.
-            unsafe {
-                std::ptr::copy_nonoverlapping(self.ring_ptr(entry + ENTRY_HEADER_BYTES as u64), address.as_mut_ptr(), 8)
-            };
-            let ptr = usize::from_le_bytes(address) as *mut u8;
-            let len = header.record_bytes as usize;
-            // SAFETY: made by `Box::into_raw` of a boxed slice of `len` bytes in `publish`.
-            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) });
+            // SAFETY: made by `Box::into_raw` of a boxed slice of `record_bytes` in
+            // `write_indirect`, freed once (the caller's contract).
+            drop(unsafe { Box::from_raw(self.indirect_copy(header, body)) });
         }
     }
 
-    /// The submitter is done with the entry at `entry` (`bytes` long): frees an indirect copy
-    /// and hands the bytes back to the producer.
-    pub(crate) fn consume(&self, entry: u64, bytes: u64) {
-        // SAFETY: called once per entry, after its records were copied into a group.
-        unsafe { self.free_indirect(entry) };
-        self.head.store(entry + bytes, Ordering::Release);
-    }
-
-    /// Moves `head` (past skip entries) without consuming an entry.
+    /// Hands the ring bytes below `head` back to the producer (once per drain, not per entry:
+    /// the producer's core reads `head`).
     pub(crate) fn set_head(&self, head: u64) {
         self.head.store(head, Ordering::Release);
     }
@@ -360,7 +349,7 @@ impl Lane {
         let slot = self.slot(seq);
         {
             let mut held = self.lock_held();
-            if slot.alive.compare_exchange(seq, seq | FAIL_BIT, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            if self.alive(seq).compare_exchange(seq, seq | FAIL_BIT, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                 held.insert(seq, Err(error));
             }
             slot.seq.store(WRITING, Ordering::Relaxed);
@@ -425,14 +414,14 @@ impl Lane {
 
     /// The ticket of append `seq` is dropped.
     pub(crate) fn release_ticket(&self, seq: u64) {
-        let slot = self.slot(seq);
-        if slot.alive.compare_exchange(seq, FREE, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        let alive = self.alive(seq);
+        if alive.compare_exchange(seq, FREE, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             return;
         }
         // Its outcome was moved to `held`, or its error stored there.
         let mut held = self.lock_held();
         held.remove(&seq);
-        let _ = slot.alive.compare_exchange(seq | FAIL_BIT, FREE, Ordering::AcqRel, Ordering::Relaxed);
+        let _ = alive.compare_exchange(seq | FAIL_BIT, FREE, Ordering::AcqRel, Ordering::Relaxed);
     }
 
     /// Outcomes kept in `held` (tests: nothing leaks).
@@ -447,9 +436,9 @@ impl Drop for Lane {
         // Entries never consumed (a store poisoned or closed under them) may own heap copies.
         let tail = *self.tail.get_mut();
         let mut head = *self.head.get_mut();
-        while let Some((header, _)) = self.peek(&mut head, tail) {
+        while let Some((header, body)) = self.peek(&mut head, tail) {
             // SAFETY: each unconsumed entry once, nothing reads it any more.
-            unsafe { self.free_indirect(head) };
+            unsafe { self.consumed(&header, body) };
             head += header.entry_bytes as u64;
         }
     }
@@ -526,9 +515,10 @@ impl Producer<'_> {
         let lane = self.lane;
         let seq = self.next_seq();
         let slot = lane.slot(seq);
-        let old = slot.alive.load(Ordering::Acquire);
+        let alive = lane.alive(seq);
+        let old = alive.load(Ordering::Acquire);
         if old == FREE {
-            slot.alive.store(seq, Ordering::Release);
+            alive.store(seq, Ordering::Release);
             return Ok(());
         }
         let old_seq = old & !FAIL_BIT;
@@ -536,24 +526,24 @@ impl Producer<'_> {
             return Err(Wait::Slot);
         }
         let mut held = lane.lock_held();
-        let old = slot.alive.load(Ordering::Acquire);
+        let old = alive.load(Ordering::Acquire);
         if old & FAIL_BIT != 0 && old != FREE {
             // Its error is in `held` already; the dropped ticket's cleanup takes `held`'s lock.
-            slot.alive.store(seq, Ordering::Release);
+            alive.store(seq, Ordering::Release);
         } else if old == old_seq {
             let position = slot.position.load(Ordering::Acquire);
             let version = slot.version.load(Ordering::Acquire);
             debug_assert_eq!(slot.seq.load(Ordering::Acquire), old_seq);
             debug_assert_ne!(position, FAILED);
             held.insert(old_seq, Ok((position, version)));
-            if slot.alive.compare_exchange(old_seq, seq, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            if alive.compare_exchange(old_seq, seq, Ordering::AcqRel, Ordering::Acquire).is_err() {
                 // Its ticket was dropped meanwhile.
                 held.remove(&old_seq);
-                slot.alive.store(seq, Ordering::Release);
+                alive.store(seq, Ordering::Release);
             }
         } else {
             // Dropped since the first look.
-            slot.alive.store(seq, Ordering::Release);
+            alive.store(seq, Ordering::Release);
         }
         Ok(())
     }
@@ -734,8 +724,9 @@ mod tests {
         assert_eq!((header.stream_len, header.hash), (3, 42));
         // SAFETY: published, not yet consumed.
         let records = unsafe { lane.records(&header, body) }.to_vec();
-        lane.consume(*head, header.entry_bytes as u64);
+        unsafe { lane.consumed(&header, body) };
         *head += header.entry_bytes as u64;
+        lane.set_head(*head);
         Some(records)
     }
 

@@ -154,6 +154,7 @@ pub(crate) fn start(shared: Arc<Shared>, recovered: Recovered, lock: DirLock) ->
         .name("evstore-submitter".into())
         .spawn(move || {
             let _lock = lock;
+            SUBMITTER_OF.with(|of| of.set(Arc::as_ptr(&thread_shared) as usize));
             raise_priority();
             match Submitter::new(thread_shared.clone(), recovered) {
                 Ok(submitter) => {
@@ -180,6 +181,18 @@ pub(crate) fn start(shared: Arc<Shared>, recovered: Recovered, lock: DirLock) ->
             Err(Error::Poisoned { cause: "the submitter thread died during start".into() })
         }
     }
+}
+
+thread_local! {
+    /// On a submitter thread: the address of its store's `Shared` (0 elsewhere).
+    static SUBMITTER_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether the calling thread is `shared`'s submitter (a waker polling its task inline), which
+/// must never wait for itself. A thread-local read: cheaper than comparing thread handles on
+/// every append.
+pub(crate) fn on_submitter_of(shared: &Arc<Shared>) -> bool {
+    SUBMITTER_OF.with(|of| of.get() == Arc::as_ptr(shared) as usize)
 }
 
 /// Makes a panicking submitter look like a failed store instead of a silent one: without it,
@@ -578,11 +591,15 @@ impl Submitter {
             // SAFETY: the entry is published and consumed only below, after its records are
             // copied into the group.
             let records = unsafe { lane.records(&header, body) };
-            // Pull the next entry's cache lines over from the producer's core while this one
-            // is placed.
-            prefetch(records.as_ptr().wrapping_add(records.len()));
+            // Pull the entries a few hundred bytes on over from the producer's core while this
+            // one is placed (a miss per line otherwise: the producer wrote them on its core).
+            let ahead = records.as_ptr().wrapping_add(records.len());
+            for line in [256usize, 320, 384] {
+                prefetch(ahead.wrapping_add(line));
+            }
             self.place(index, &lane, seq, &header, records, timestamp_us);
-            lane.consume(head, header.entry_bytes as u64);
+            // SAFETY: the entry's records were copied into the group; it is consumed once.
+            unsafe { lane.consumed(&header, body) };
             head += header.entry_bytes as u64;
             self.lanes[index].seq = seq + 1;
             taken += 1;
