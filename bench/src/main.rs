@@ -163,7 +163,7 @@ struct Common {
     busy_group_kib: usize,
     /// How long evstore's open group waits for more appends when nobody waits on it, in
     /// microseconds (Options::linger).
-    #[arg(long, default_value_t = 100, value_name = "US")]
+    #[arg(long, default_value_t = 1000, value_name = "US")]
     linger_us: u64,
     /// evstore's polling mode: its submitter and waiting producers spin with yields instead of
     /// sleeping (Options::polling; more CPU for more throughput).

@@ -85,7 +85,7 @@ pub const GROUP_BYTES_MAX_DEFAULT: usize = 4 << 20;
 pub const GROUPS_IN_FLIGHT_MAX_DEFAULT: usize = 4;
 pub const BUSY_GROUP_BYTES_MIN_DEFAULT: usize = 256 << 10;
 pub const QUEUE_BYTES_DEFAULT: usize = 256 << 10;
-pub const LINGER_DEFAULT: std::time::Duration = std::time::Duration::from_micros(100);
+pub const LINGER_DEFAULT: std::time::Duration = std::time::Duration::from_millis(1);
 /// Ring bytes the submitter drains from one lane before it looks at the next (fairness).
 pub const DRAIN_LANE_BYTES: u64 = 64 << 10;
 /// Size of the zero buffer used to pre-write segments.

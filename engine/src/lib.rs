@@ -148,7 +148,7 @@ pub struct Options {
     /// How long the open group waits for more appends when nobody waits on it and it is not
     /// full or large (see `busy_group_bytes_min`): the longest an append whose caller does not
     /// wait (a dropped ticket, one checked later) stays unwritten. Appends a caller waits on
-    /// (`wait()`, `.await`) are written at once. At most 1 s. Default 100 us.
+    /// (`wait()`, `.await`) are written at once. At most 1 s. Default 1 ms.
     pub linger: std::time::Duration,
     /// Polling mode: the submitter and callers waiting on tickets spin with `yield_now` instead
     /// of sleeping and being woken. More throughput and lower latency with few producers, at the
