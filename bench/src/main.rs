@@ -6,6 +6,7 @@
 mod channel;
 mod cleanup;
 mod disk;
+mod latency;
 mod machine;
 mod matrix;
 mod naive;
@@ -21,6 +22,7 @@ mod report;
 #[cfg(feature = "rocksdb")]
 mod rocksdb_peer;
 mod sqlite;
+mod tune;
 mod workload;
 
 use std::path::{Path, PathBuf};
@@ -82,7 +84,8 @@ The systems (`--systems`):
            bytes as evstore wrote, each made durable the same way. Its \"events\" are writes and
            its latency is per write.
 
-The matrix (`append`) and the disk alone (`raw`): docs/bench-matrix.md.
+The matrix (`append`), latency at a fixed rate without coordinated omission (`latency`), the disk
+alone (`raw`) and an option sweep (`tune`): docs/bench-matrix.md.
 
 Progress goes to stderr (only when it is a terminal); results to stdout (`--json`: one object
 per line). The data directories are removed at the end and on Ctrl-C (`--keep` keeps them).
@@ -125,12 +128,18 @@ enum Command {
     /// The matrix: event size x producers x events per append call, evstore beside every peer
     /// and the raw disk at the group size evstore reached, one line per system per cell.
     Append(matrix::AppendArgs),
+    /// Open-loop latency: appends scheduled at a fixed rate (or a share of the maximum measured
+    /// first), each timed from its scheduled time; percentiles and a `.hgrm` file per system.
+    Latency(latency::LatencyArgs),
     /// The disk alone at given write sizes: O_DIRECT + RWF_DSYNC one at a time and pipelined,
     /// and plain pwrite + fdatasync.
     Raw(disk::RawArgs),
+    /// Sweeps evstore's options one at a time on a reduced seed workload; prints a table and the
+    /// best value of each for this machine.
+    Tune(tune::TuneArgs),
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 enum SyncArg {
     /// fdatasync after each write (evstore links it to the write in io_uring).
     Fdatasync,
@@ -158,7 +167,7 @@ enum PrepareArg {
     Fallocated,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct Common {
     /// Parent directory of the data directories (each system gets a fresh one, removed at the
     /// end and on Ctrl-C). Use a real disk: evstore refuses tmpfs.
@@ -185,6 +194,10 @@ struct Common {
     /// While a group is in flight, evstore submits the next early once it holds this many KiB.
     #[arg(long, default_value_t = 256, value_name = "KIB")]
     busy_group_kib: usize,
+    /// Capacity of evstore's append queue, in appends (split among its shards); a full queue
+    /// blocks the producers that append to it.
+    #[arg(long, default_value_t = Options::default().queue_appends_max, value_name = "APPENDS")]
+    queue_appends: usize,
     /// One JSON object per system per line on stdout (notes and progress go to stderr).
     #[arg(long)]
     json: bool,
@@ -238,7 +251,9 @@ fn main() {
         Command::ProjectionCosts(args) => projection_costs::run(&args),
         Command::Plot(args) => plot::run(&args),
         Command::Append(args) => matrix::run(&args),
+        Command::Latency(args) => latency::run(&args),
         Command::Raw(args) => disk::run(&args),
+        Command::Tune(args) => tune::run(&args),
     };
     if let Err(message) = result {
         eprintln!("evstore-bench: error: {message}");
@@ -267,6 +282,7 @@ impl Common {
         options.group_bytes_max = self.group_kib << 10;
         options.groups_in_flight_max = self.in_flight;
         options.busy_group_bytes_min = self.busy_group_kib << 10;
+        options.queue_appends_max = self.queue_appends;
         options
     }
 

@@ -1,4 +1,4 @@
-//! Every matrix subcommand (`append`, `raw`) runs end to end on tiny sizes and
+//! Every matrix subcommand (`append`, `latency`, `raw`, `tune`) runs end to end on tiny sizes and
 //! prints what its readers parse: one JSON object per line with the machine header's fields and
 //! its own figures, and the files it promises. Bad flags end in a message, never a panic.
 //!
@@ -131,6 +131,55 @@ fn append_lowers_a_batch_that_would_not_fit_one_group_and_says_so() {
 }
 
 #[test]
+fn latency_times_from_the_schedule_and_writes_one_hgrm_per_system() {
+    let dir = scratch("latency");
+    let out = dir.join("out");
+    for rate in ["50%", "2000"] {
+        let args = [
+            "latency",
+            "--rate",
+            rate,
+            "--seconds",
+            "0.3",
+            "--max-seconds",
+            "0.2",
+            "--producers",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        let lines = json_lines(&args, &dir);
+        assert_eq!(lines.len(), 2, "evstore and naive by default");
+        for line in &lines {
+            has_keys(line, MACHINE);
+            has_keys(
+                line,
+                &[
+                    "p50_us",
+                    "p90_us",
+                    "p99_us",
+                    "p999_us",
+                    "p9999_us",
+                    "max_us",
+                    "rate_events_per_sec",
+                    "closed_loop_max_events_per_sec",
+                ],
+            );
+            // Every scheduled append was made and timed: rate x seconds, rounded up.
+            let rate = line["rate_events_per_sec"].as_f64().unwrap();
+            assert!(rate > 0.0);
+            assert_eq!(line["events"].as_u64().unwrap(), (rate * 0.3).ceil() as u64, "{line}");
+        }
+        assert_eq!(lines[0]["rate_events_per_sec"], lines[1]["rate_events_per_sec"], "one schedule for both");
+        for system in ["evstore", "naive"] {
+            let hgrm = std::fs::read_to_string(out.join(format!("latency-{system}.hgrm"))).unwrap();
+            assert!(hgrm.contains("Percentile") && hgrm.contains(&format!("system = {system}")), "{hgrm}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn raw_measures_three_ways_at_each_size() {
     let dir = scratch("raw");
     let lines = json_lines(&["raw", "--sizes", "4k,8k", "--writes", "16", "--in-flight", "3"], &dir);
@@ -144,6 +193,28 @@ fn raw_measures_three_ways_at_each_size() {
         lines.iter().map(|l| (l["way"].as_str().unwrap().to_string(), l["depth"].as_u64().unwrap())).collect();
     assert_eq!(ways[..3], [("dsync".into(), 1), ("dsync".into(), 3), ("pwrite+fdatasync".into(), 1)]);
     assert_eq!(lines[3]["write_bytes"], 8192);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tune_sweeps_each_option_and_names_the_best() {
+    let dir = scratch("tune");
+    let args = ["tune", "--streams", "4", "--events-per-stream", "50", "--producers", "2", "--json"];
+    let output = bench(&args, &dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "stderr:\n{stderr}");
+    let lines: Vec<Value> =
+        String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let options: Vec<&str> = lines.iter().map(|l| l["option"].as_str().unwrap()).collect();
+    for option in ["in-flight", "group-kib", "sync", "segment-mib", "queue-appends"] {
+        assert!(options.contains(&option), "{option} not swept: {options:?}");
+    }
+    for line in &lines {
+        has_keys(line, MACHINE);
+        has_keys(line, &["value", "events_per_sec", "p99_us", "cpu_ns_per_event"]);
+        assert_eq!(line["events"], 200);
+    }
+    assert!(stderr.contains("best for this machine"), "stderr:\n{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -171,7 +242,11 @@ fn bad_flags_end_in_a_message_not_a_panic() {
         &["append", "--batch", "0"],
         &["append", "--systems", "evstore,mongodb"],
         &["append", "--sizes", "8m"],
+        &["latency", "--rate", "fast"],
+        &["latency", "--rate", "0%"],
+        &["latency", "--seconds", "-1"],
         &["raw", "--sizes", "4k", "--in-flight", "0"],
+        &["tune", "--sync", "none"],
         &["seed", "--systems", "rocksdb"],
     ] {
         let output = bench(args, &dir);

@@ -1,0 +1,179 @@
+//! `evstore-bench tune` (`just tune`): evstore's options that matter, swept one at a time from
+//! the given flags (each setting one fresh store, the seed workload at a reduced size), with a
+//! table of events/s, p99 and CPU per event, then the best value of each option for this
+//! machine. One run per setting: re-run the winners to confirm before trusting a small margin.
+//!
+//! An option joins the sweep as one `Knob`: its flag, the values tried, and how it is set.
+
+use clap::ValueEnum;
+use serde_json::json;
+
+use crate::progress::Progress;
+use crate::report::Outcome;
+use crate::workload::{drive, EvstoreClient, Shape};
+use crate::{Common, SyncArg};
+
+#[derive(clap::Args)]
+pub struct TuneArgs {
+    /// Streams of the seed workload per setting (the seed's 10,000 reduced for a quick sweep).
+    #[arg(long, default_value_t = 1_000)]
+    streams: usize,
+    /// Events appended to each stream (one call each, the seed's 38-byte event).
+    #[arg(long, default_value_t = 1_000)]
+    events_per_stream: usize,
+    /// Producer threads [default: available cores].
+    #[arg(long)]
+    producers: Option<usize>,
+    /// Runs per setting; the table shows the median by events/s.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Baseline flags (--in-flight, --group-kib, ...): each knob is swept from these.
+    #[command(flatten)]
+    common: Common,
+}
+
+/// One option of the sweep.
+struct Knob {
+    flag: &'static str,
+    values: &'static [&'static str],
+    set: fn(&mut Common, &str) -> Result<(), String>,
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
+    value.parse().map_err(|_| format!("{flag} {value}: not a number"))
+}
+
+/// The sweep, in order. (Linger and polling modes join here as two more knobs once the engine
+/// has them.)
+const KNOBS: &[Knob] = &[
+    Knob {
+        flag: "--in-flight",
+        values: &["1", "2", "4", "8", "16"],
+        set: |c, v| {
+            c.in_flight = number("--in-flight", v)?;
+            Ok(())
+        },
+    },
+    Knob {
+        flag: "--group-kib",
+        values: &["256", "1024", "4096", "16384"],
+        set: |c, v| {
+            c.group_kib = number("--group-kib", v)?;
+            Ok(())
+        },
+    },
+    Knob {
+        flag: "--sync",
+        values: &["dsync", "fdatasync"],
+        set: |c, v| {
+            c.sync = SyncArg::from_str(v, true)?;
+            Ok(())
+        },
+    },
+    Knob {
+        flag: "--segment-mib",
+        values: &["64", "256", "1024"],
+        set: |c, v| {
+            c.segment_mib = number("--segment-mib", v)?;
+            Ok(())
+        },
+    },
+    Knob {
+        flag: "--queue-appends",
+        values: &["4096", "16384", "65536", "262144"],
+        set: |c, v| {
+            c.queue_appends = number("--queue-appends", v)?;
+            Ok(())
+        },
+    },
+];
+
+struct Setting {
+    flag: &'static str,
+    value: &'static str,
+    outcome: Outcome,
+}
+
+pub fn run(args: &TuneArgs) -> Result<(), String> {
+    let base = &args.common;
+    if !base.durable() {
+        return Err("tune compares durable settings: drop --sync none".into());
+    }
+    if args.repeat == 0 || args.streams == 0 || args.events_per_stream == 0 {
+        return Err("--repeat, --streams and --events-per-stream must be at least 1".into());
+    }
+    let shape = Shape {
+        streams: args.streams,
+        events_per_stream: args.events_per_stream,
+        producers: args.producers.unwrap_or_else(crate::machine::cores).max(1),
+    };
+    std::fs::create_dir_all(&base.dir).map_err(|e| format!("creating {}: {e}", base.dir.display()))?;
+    let context = base.print_machine(&format!(
+        "tune: seed workload of {} streams x {} events, {} producers, {} run(s) per setting; each option swept \
+         from the options above",
+        shape.streams, shape.events_per_stream, shape.producers, args.repeat
+    ));
+    if !base.json {
+        println!("{:<24} {:>11} {:>9} {:>15}", "setting", "events/s ↑", "p99 µs ↓", "CPU ns/event ↓");
+    }
+    let mut settings = Vec::new();
+    for knob in KNOBS {
+        for &value in knob.values {
+            let mut common = base.clone();
+            (knob.set)(&mut common, value)?;
+            let mut runs = (0..args.repeat).map(|_| run_setting(&common, shape)).collect::<Result<Vec<_>, _>>()?;
+            runs.sort_by(|a, b| a.events_per_sec().total_cmp(&b.events_per_sec()));
+            let outcome = runs.swap_remove(runs.len() / 2);
+            if base.json {
+                let mut fields = context.clone();
+                fields.insert("option".into(), json!(knob.flag.trim_start_matches("--")));
+                fields.insert("value".into(), json!(value));
+                fields.insert("runs".into(), json!(args.repeat));
+                println!("{}", outcome.json(&fields));
+            } else {
+                println!(
+                    "{:<24} {:>11.0} {:>9} {:>15}",
+                    format!("{} {value}", knob.flag),
+                    outcome.events_per_sec(),
+                    outcome.pct(0.99),
+                    outcome.cpu_ns_per_event().map_or("-".into(), |ns| format!("{ns:.0}"))
+                );
+            }
+            settings.push(Setting { flag: knob.flag, value, outcome });
+        }
+    }
+    let best: Vec<&Setting> = KNOBS
+        .iter()
+        .filter_map(|knob| {
+            settings
+                .iter()
+                .filter(|s| s.flag == knob.flag)
+                .max_by(|a, b| a.outcome.events_per_sec().total_cmp(&b.outcome.events_per_sec()))
+        })
+        .collect();
+    let flags: Vec<String> = best.iter().map(|s| format!("{} {}", s.flag, s.value)).collect();
+    base.note(&format!("best for this machine (highest events/s per option): {}", flags.join(" ")));
+    for s in &best {
+        base.note(&format!(
+            "  {} {}: {:.0} events/s, p99 {} µs, {} CPU ns/event",
+            s.flag,
+            s.value,
+            s.outcome.events_per_sec(),
+            s.outcome.pct(0.99),
+            s.outcome.cpu_ns_per_event().map_or("-".into(), |ns| format!("{ns:.0}"))
+        ));
+    }
+    base.note(
+        "one run per setting unless --repeat: confirm a small margin with `just bench-seed` and the chosen flags",
+    );
+    Ok(())
+}
+
+fn run_setting(common: &Common, shape: Shape) -> Result<Outcome, String> {
+    crate::measure_evstore(
+        common,
+        shape.producers,
+        |_| Ok(()),
+        |store| drive(&EvstoreClient(store), shape, "users/", &Progress::hidden()),
+    )
+}
