@@ -84,7 +84,7 @@ pub fn run(args: &LatencyArgs) -> Result<(), String> {
     let requested = parse_rate(&args.rate)?;
     let mut allowed = vec!["evstore"];
     allowed.extend(PeerKind::ALL.iter().map(|p| p.name()));
-    let systems = peers::parse_systems(&args.systems, &allowed)?;
+    let systems = peers::runnable(peers::parse_systems(&args.systems, &allowed)?, common);
     if args.producers == 0 || args.producers > 1024 {
         return Err(format!("--producers {}: use 1 to 1024", args.producers));
     }

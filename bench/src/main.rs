@@ -521,7 +521,7 @@ fn seed(args: &SeedArgs) -> Result<(), String> {
     };
     let mut allowed = vec!["evstore", "raw"];
     allowed.extend(PeerKind::ALL.iter().map(|p| p.name()));
-    let systems = peers::parse_systems(&args.systems, &allowed)?;
+    let systems = peers::runnable(peers::parse_systems(&args.systems, &allowed)?, common);
     std::fs::create_dir_all(&common.dir).map_err(|e| format!("creating {}: {e}", common.dir.display()))?;
     let context = common.print_machine(&format!(
         "seed: {} streams x {} events of {} B, {} producers, {} warm-up streams (evstore)",

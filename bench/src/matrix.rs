@@ -120,7 +120,7 @@ pub fn run(args: &AppendArgs) -> Result<(), String> {
     let common = &args.common;
     let mut allowed = vec!["evstore"];
     allowed.extend(PeerKind::ALL.iter().map(|p| p.name()));
-    let systems = peers::parse_systems(&args.systems, &allowed)?;
+    let systems = peers::runnable(peers::parse_systems(&args.systems, &allowed)?, common);
     validate(args)?;
     std::fs::create_dir_all(&common.dir).map_err(|e| format!("creating {}: {e}", common.dir.display()))?;
     let group_room = common.options().group_bytes_max.saturating_sub(2 * evstore::RECORD_HEADER_BYTES);

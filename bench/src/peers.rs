@@ -97,6 +97,19 @@ pub fn parse_systems(list: &str, allowed: &[&str]) -> Result<Vec<String>, String
     Ok(systems)
 }
 
+/// `systems` without the peers that cannot run as `common` asks: okaywal always syncs, so it is
+/// left out (with a note) under `--sync none`.
+pub fn runnable(systems: Vec<String>, common: &Common) -> Vec<String> {
+    if common.durable() {
+        return systems;
+    }
+    let (kept, left): (Vec<String>, Vec<String>) = systems.into_iter().partition(|s| s != PeerKind::Okaywal.name());
+    if !left.is_empty() {
+        common.note("okaywal left out: it has no mode without fdatasync (--sync none)");
+    }
+    kept
+}
+
 /// One open peer.
 pub struct Peer {
     kind: PeerKind,

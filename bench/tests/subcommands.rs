@@ -219,7 +219,7 @@ fn tune_sweeps_each_option_and_names_the_best() {
 }
 
 #[test]
-fn the_seed_runs_okaywal_beside_evstore() {
+fn the_seed_runs_okaywal_beside_evstore_when_durable() {
     let dir = scratch("seed-okaywal");
     let args = ["seed", "--systems", "evstore,okaywal", "--streams", "4", "--events-per-stream", "50", "--out"];
     let out = dir.join("out");
@@ -229,6 +229,12 @@ fn the_seed_runs_okaywal_beside_evstore() {
     let systems: Vec<&str> = lines.iter().map(|l| l["system"].as_str().unwrap()).collect();
     assert_eq!(systems, ["evstore", "okaywal"]);
     assert_eq!(lines[1]["events"], 200);
+    // okaywal always syncs: under --sync none it is left out, not run under a false label.
+    args.push("--sync");
+    args.push("none");
+    let lines = json_lines(&args, &dir);
+    let systems: Vec<&str> = lines.iter().map(|l| l["system"].as_str().unwrap()).collect();
+    assert_eq!(systems, ["evstore"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
