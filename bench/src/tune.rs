@@ -24,8 +24,9 @@ pub struct TuneArgs {
     /// Producer threads [default: available cores].
     #[arg(long)]
     producers: Option<usize>,
-    /// Runs per setting; the table shows the median by events/s.
-    #[arg(long, default_value_t = 1)]
+    /// Runs per setting; the table shows the median by events/s (one run is noisy on a shared
+    /// machine: the baseline's spread across the sweep is printed at the end).
+    #[arg(long, default_value_t = 3)]
     repeat: usize,
     /// Baseline flags (--in-flight, --group-kib, ...): each knob is swept from these.
     #[command(flatten)]
@@ -37,6 +38,8 @@ struct Knob {
     flag: &'static str,
     values: &'static [&'static str],
     set: fn(&mut Common, &str) -> Result<(), String>,
+    /// The value the flags gave (the baseline), as `values` spells it.
+    get: fn(&Common) -> String,
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
@@ -49,6 +52,7 @@ const KNOBS: &[Knob] = &[
     Knob {
         flag: "--in-flight",
         values: &["1", "2", "4", "8", "16"],
+        get: |c| c.in_flight.to_string(),
         set: |c, v| {
             c.in_flight = number("--in-flight", v)?;
             Ok(())
@@ -57,6 +61,7 @@ const KNOBS: &[Knob] = &[
     Knob {
         flag: "--group-kib",
         values: &["256", "1024", "4096", "16384"],
+        get: |c| c.group_kib.to_string(),
         set: |c, v| {
             c.group_kib = number("--group-kib", v)?;
             Ok(())
@@ -65,6 +70,7 @@ const KNOBS: &[Knob] = &[
     Knob {
         flag: "--sync",
         values: &["dsync", "fdatasync"],
+        get: |c| format!("{:?}", c.sync).to_lowercase(),
         set: |c, v| {
             c.sync = SyncArg::from_str(v, true)?;
             Ok(())
@@ -73,6 +79,7 @@ const KNOBS: &[Knob] = &[
     Knob {
         flag: "--segment-mib",
         values: &["64", "256", "1024"],
+        get: |c| c.segment_mib.to_string(),
         set: |c, v| {
             c.segment_mib = number("--segment-mib", v)?;
             Ok(())
@@ -81,6 +88,7 @@ const KNOBS: &[Knob] = &[
     Knob {
         flag: "--queue-appends",
         values: &["4096", "16384", "65536", "262144"],
+        get: |c| c.queue_appends.to_string(),
         set: |c, v| {
             c.queue_appends = number("--queue-appends", v)?;
             Ok(())
@@ -91,6 +99,8 @@ const KNOBS: &[Knob] = &[
 struct Setting {
     flag: &'static str,
     value: &'static str,
+    /// The value is the baseline's: every knob that lists it runs the baseline once more.
+    baseline: bool,
     outcome: Outcome,
 }
 
@@ -121,6 +131,7 @@ pub fn run(args: &TuneArgs) -> Result<(), String> {
         for &value in knob.values {
             let mut common = base.clone();
             (knob.set)(&mut common, value)?;
+            let baseline = (knob.get)(base) == value;
             let mut runs = (0..args.repeat).map(|_| run_setting(&common, shape)).collect::<Result<Vec<_>, _>>()?;
             runs.sort_by(|a, b| a.events_per_sec().total_cmp(&b.events_per_sec()));
             let outcome = runs.swap_remove(runs.len() / 2);
@@ -129,43 +140,57 @@ pub fn run(args: &TuneArgs) -> Result<(), String> {
                 fields.insert("option".into(), json!(knob.flag.trim_start_matches("--")));
                 fields.insert("value".into(), json!(value));
                 fields.insert("runs".into(), json!(args.repeat));
+                fields.insert("baseline".into(), json!(baseline));
                 println!("{}", outcome.json(&fields));
             } else {
                 println!(
                     "{:<24} {:>11.0} {:>9} {:>15}",
-                    format!("{} {value}", knob.flag),
+                    format!("{} {value}{}", knob.flag, if baseline { " (baseline)" } else { "" }),
                     outcome.events_per_sec(),
                     outcome.pct(0.99),
                     outcome.cpu_ns_per_event().map_or("-".into(), |ns| format!("{ns:.0}"))
                 );
             }
-            settings.push(Setting { flag: knob.flag, value, outcome });
+            settings.push(Setting { flag: knob.flag, value, baseline, outcome });
         }
     }
-    let best: Vec<&Setting> = KNOBS
-        .iter()
-        .filter_map(|knob| {
-            settings
-                .iter()
-                .filter(|s| s.flag == knob.flag)
-                .max_by(|a, b| a.outcome.events_per_sec().total_cmp(&b.outcome.events_per_sec()))
-        })
-        .collect();
-    let flags: Vec<String> = best.iter().map(|s| format!("{} {}", s.flag, s.value)).collect();
-    base.note(&format!("best for this machine (highest events/s per option): {}", flags.join(" ")));
-    for s in &best {
+    // The baseline runs once per knob that lists its value: their spread is this sweep's noise,
+    // and a value is named best only when it beats the baseline's best run.
+    let baseline_rates: Vec<f64> = settings.iter().filter(|s| s.baseline).map(|s| s.outcome.events_per_sec()).collect();
+    let baseline_best = baseline_rates.iter().copied().fold(0.0, f64::max);
+    if baseline_rates.len() >= 2 {
+        let baseline_worst = baseline_rates.iter().copied().fold(f64::INFINITY, f64::min);
         base.note(&format!(
-            "  {} {}: {:.0} events/s, p99 {} µs, {} CPU ns/event",
-            s.flag,
-            s.value,
-            s.outcome.events_per_sec(),
-            s.outcome.pct(0.99),
-            s.outcome.cpu_ns_per_event().map_or("-".into(), |ns| format!("{ns:.0}"))
+            "noise: the baseline ran {} times in this sweep, {baseline_worst:.0} to {baseline_best:.0} events/s \
+             ({:.0}% apart); a smaller margin says nothing",
+            baseline_rates.len(),
+            100.0 * (baseline_best - baseline_worst) / baseline_worst.max(1.0)
         ));
     }
-    base.note(
-        "one run per setting unless --repeat: confirm a small margin with `just bench-seed` and the chosen flags",
-    );
+    let mut flags = Vec::new();
+    for knob in KNOBS {
+        let tried = settings.iter().filter(|s| s.flag == knob.flag);
+        let Some(best) = tried.max_by(|a, b| a.outcome.events_per_sec().total_cmp(&b.outcome.events_per_sec())) else {
+            continue;
+        };
+        let line = format!(
+            "{} {}: {:.0} events/s, p99 {} µs, {} CPU ns/event",
+            best.flag,
+            best.value,
+            best.outcome.events_per_sec(),
+            best.outcome.pct(0.99),
+            best.outcome.cpu_ns_per_event().map_or("-".into(), |ns| format!("{ns:.0}"))
+        );
+        if best.baseline || best.outcome.events_per_sec() > baseline_best {
+            flags.push(format!("{} {}", best.flag, best.value));
+            base.note(&format!("  {line}"));
+        } else {
+            flags.push(format!("{} {}", knob.flag, (knob.get)(base)));
+            base.note(&format!("  {line}: not above the baseline's best run, keep {}", (knob.get)(base)));
+        }
+    }
+    base.note(&format!("best for this machine (highest events/s per option): {}", flags.join(" ")));
+    base.note("confirm a margin with `just bench-seed` and these flags before changing a default");
     Ok(())
 }
 

@@ -199,7 +199,7 @@ fn raw_measures_three_ways_at_each_size() {
 #[test]
 fn tune_sweeps_each_option_and_names_the_best() {
     let dir = scratch("tune");
-    let args = ["tune", "--streams", "4", "--events-per-stream", "50", "--producers", "2", "--json"];
+    let args = ["tune", "--streams", "4", "--events-per-stream", "50", "--producers", "2", "--repeat", "1", "--json"];
     let output = bench(&args, &dir);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "stderr:\n{stderr}");
@@ -211,10 +211,12 @@ fn tune_sweeps_each_option_and_names_the_best() {
     }
     for line in &lines {
         has_keys(line, MACHINE);
-        has_keys(line, &["value", "events_per_sec", "p99_us", "cpu_ns_per_event"]);
+        has_keys(line, &["value", "baseline", "events_per_sec", "p99_us", "cpu_ns_per_event"]);
         assert_eq!(line["events"], 200);
     }
-    assert!(stderr.contains("best for this machine"), "stderr:\n{stderr}");
+    // The defaults are in every knob's list: the baseline runs once per option, and its spread is printed.
+    assert_eq!(lines.iter().filter(|l| l["baseline"] == true).count(), 5);
+    assert!(stderr.contains("best for this machine") && stderr.contains("noise:"), "stderr:\n{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
