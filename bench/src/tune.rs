@@ -124,7 +124,7 @@ pub fn run(args: &TuneArgs) -> Result<(), String> {
         shape.streams, shape.events_per_stream, shape.producers, args.repeat
     ));
     if !base.json {
-        println!("{:<24} {:>11} {:>9} {:>15}", "setting", "events/s ↑", "p99 µs ↓", "CPU ns/event ↓");
+        println!("{:<34} {:>11} {:>9} {:>15}", "setting", "events/s ↑", "p99 µs ↓", "CPU ns/event ↓");
     }
     let mut settings = Vec::new();
     for knob in KNOBS {
@@ -144,7 +144,7 @@ pub fn run(args: &TuneArgs) -> Result<(), String> {
                 println!("{}", outcome.json(&fields));
             } else {
                 println!(
-                    "{:<24} {:>11.0} {:>9} {:>15}",
+                    "{:<34} {:>11.0} {:>9} {:>15}",
                     format!("{} {value}{}", knob.flag, if baseline { " (baseline)" } else { "" }),
                     outcome.events_per_sec(),
                     outcome.pct(0.99),
