@@ -148,7 +148,7 @@ impl Outcome {
              MB = 10^6 bytes; disk bytes are in disk/record"
                 .to_string(),
             "  syncs          durability operations: fdatasync calls, or RWF_DSYNC writes with --sync dsync \
-             (sqlite: committed transactions)"
+             (sqlite: committed transactions; okaywal, rocksdb: commits, which may share a sync)"
                 .to_string(),
             "  events/group   events per write to disk (per group commit; naive, sqlite: per drained batch); \
              larger groups amortise each sync"

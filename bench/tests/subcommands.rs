@@ -255,7 +255,7 @@ fn bad_flags_end_in_a_message_not_a_panic() {
         &["latency", "--seconds", "-1"],
         &["raw", "--sizes", "4k", "--in-flight", "0"],
         &["tune", "--sync", "none"],
-        &["seed", "--systems", "rocksdb"],
+        &["seed", "--systems", "raw,leveldb"],
     ] {
         let output = bench(args, &dir);
         let stderr = String::from_utf8_lossy(&output.stderr);
