@@ -14,7 +14,7 @@ lint:
 ci:
     bash .ci/run
 
-# The seed workload beside the naive port, SQLite and the raw disk, measured in the same run.
+# The seed workload beside the naive port, SQLite, okaywal and the raw disk, measured in the same run.
 bench-seed *ARGS:
     cargo run --release -p evstore-bench -- seed {{ARGS}}
 
@@ -22,7 +22,7 @@ bench-seed *ARGS:
 bench-seed-8:
     cargo run --release -p evstore-bench -- seed --producers 8
 
-# The seed workload with 1 producer (SQLite left out to keep it short).
+# The seed workload with 1 producer (SQLite and okaywal left out to keep it short).
 bench-seed-1:
     cargo run --release -p evstore-bench -- seed --producers 1 --systems evstore,naive,raw
 
@@ -36,6 +36,45 @@ bench-pipeline:
     for depth in 2 4 8; do for busy in 16 64 256; do \
         cargo run --release -q -p evstore-bench -- seed --json --systems evstore --in-flight $depth --busy-group-kib $busy; \
     done; done
+
+# A subset: `just bench-append --sizes 64,4k --producers 1,2 --batch 1` (docs/bench-matrix.md).
+# The matrix: event size x producers x events per call, evstore beside every peer and the raw disk.
+bench-append *ARGS:
+    cargo run --release -p evstore-bench -- append {{ARGS}}
+
+# Evstore and the naive port on the same schedule; `.hgrm` files in target/evstore-bench/.
+# Open-loop latency at half the maximum measured first in the same run (or `--rate N` events/s).
+bench-latency *ARGS:
+    cargo run --release -p evstore-bench -- latency {{ARGS}}
+
+# The disk alone: O_DIRECT + RWF_DSYNC one at a time and pipelined, pwrite + fdatasync.
+bench-raw *ARGS:
+    cargo run --release -p evstore-bench -- raw {{ARGS}}
+
+# Flags set the baseline of the sweep; `--repeat 3` takes medians.
+# evstore's options swept one at a time on a reduced seed workload: a table and the best setting.
+tune *ARGS:
+    cargo run --release -p evstore-bench -- tune {{ARGS}}
+
+# The bench's `rocksdb` feature, never built by CI. Installs libclang (for bindgen) and a C++
+# compiler with apt-get if missing (sudo only when not root); the first build compiles RocksDB's
+# C++, about 20 minutes on 2 cores.
+# Seed and matrix with RocksDB among the peers.
+bench-rocksdb:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    missing=()
+    if ! ldconfig -p | grep -qE 'libclang(-[0-9.]+)?\.so' && ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1; then
+        missing+=(libclang-dev)
+    fi
+    command -v c++ >/dev/null || missing+=(g++)
+    if [ ${#missing[@]} -gt 0 ]; then
+        $sudo apt-get update
+        $sudo apt-get install -y "${missing[@]}"
+    fi
+    cargo run --release -p evstore-bench --features rocksdb -- seed
+    cargo run --release -p evstore-bench --features rocksdb -- append
 
 # Space and latency at low load: one small event per group.
 bench-lowload:
@@ -53,7 +92,8 @@ bench-plot:
     cargo run --release -p evstore-bench -- seed --json > target/evstore-bench/seed.jsonl
     cargo run --release -p evstore-bench -- plot --out docs/img --name seed \
         target/evstore-bench/evstore.hgrm target/evstore-bench/naive.hgrm \
-        target/evstore-bench/sqlite.hgrm target/evstore-bench/raw.hgrm target/evstore-bench/seed.jsonl
+        target/evstore-bench/sqlite.hgrm target/evstore-bench/okaywal.hgrm \
+        target/evstore-bench/raw.hgrm target/evstore-bench/seed.jsonl
 
 # Segment preparation: pre-zeroed vs fallocated.
 bench-prepare:

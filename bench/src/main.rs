@@ -5,8 +5,13 @@
 
 mod channel;
 mod cleanup;
+mod disk;
+mod latency;
 mod machine;
+mod matrix;
 mod naive;
+mod okaywal_peer;
+mod peers;
 mod plot;
 mod progress;
 mod projection_costs;
@@ -14,11 +19,13 @@ mod raw;
 mod read;
 mod reopen;
 mod report;
+#[cfg(feature = "rocksdb")]
+mod rocksdb_peer;
 mod sqlite;
+mod tune;
 mod workload;
 
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -26,15 +33,22 @@ use evstore::{Backend, Event, ExpectedVersion, Options, SegmentPrepare, Stats, S
 use serde_json::{json, Map, Value};
 
 use cleanup::DataDir;
+use peers::{Driven, PeerKind};
 use progress::Progress;
 use raw::{RawPlan, RawSync};
 use report::{histogram, process_cpu_seconds, Outcome};
-use workload::{drive, payload_per_event, EvstoreClient, Shape, EVENT_DATA, EVENT_TYPE};
+use workload::{drive, EvstoreClient, Shape, EVENT_DATA, EVENT_TYPE};
 
 /// Bytes per event the raw baseline assumes when evstore did not run to say how much it wrote.
 const RAW_BYTES_PER_EVENT_GUESS: u64 = 96;
 /// Raw write size when evstore did not run to say what group size it achieved.
 const RAW_WRITE_BYTES_DEFAULT: usize = 256 << 10;
+
+/// The seed's systems by default: every peer this build has, and the raw disk.
+#[cfg(not(feature = "rocksdb"))]
+const SEED_SYSTEMS_DEFAULT: &str = "evstore,naive,sqlite,okaywal,raw";
+#[cfg(feature = "rocksdb")]
+const SEED_SYSTEMS_DEFAULT: &str = "evstore,naive,sqlite,okaywal,rocksdb,raw";
 
 /// Where `.hgrm` files go unless `--out` says otherwise: beside cargo's build output, never in
 /// the repository's tree.
@@ -62,9 +76,16 @@ The systems (`--systems`):
            a buffered append-only file, one fdatasync per drained batch.
   sqlite   SQLite (bundled) as an event store: WAL, synchronous=FULL, one writer connection,
            one transaction per drained batch.
+  okaywal  okaywal, a Rust write-ahead log with group commit: 4 committer threads, each drained
+           batch one entry, committed (written, then fdatasync shared by concurrent commits).
+  rocksdb  (only in a build with `--features rocksdb`) RocksDB, one key per event, each drained
+           batch one WriteBatch written with sync=true by one of 4 committer threads.
   raw      the disk itself: io_uring O_DIRECT writes of evstore's average group size, as many
            bytes as evstore wrote, each made durable the same way. Its \"events\" are writes and
            its latency is per write.
+
+The matrix (`append`), latency at a fixed rate without coordinated omission (`latency`), the disk
+alone (`raw`) and an option sweep (`tune`): docs/bench-matrix.md.
 
 Progress goes to stderr (only when it is a terminal); results to stdout (`--json`: one object
 per line). The data directories are removed at the end and on Ctrl-C (`--keep` keeps them).
@@ -104,9 +125,21 @@ enum Command {
     /// Draws `.hgrm` files and `--json` output as SVG charts: latency by percentile per system,
     /// and throughput per system.
     Plot(plot::PlotArgs),
+    /// The matrix: event size x producers x events per append call, evstore beside every peer
+    /// and the raw disk at the group size evstore reached, one line per system per cell.
+    Append(matrix::AppendArgs),
+    /// Open-loop latency: appends scheduled at a fixed rate (or a share of the maximum measured
+    /// first), each timed from its scheduled time; percentiles and a `.hgrm` file per system.
+    Latency(latency::LatencyArgs),
+    /// The disk alone at given write sizes: O_DIRECT + RWF_DSYNC one at a time and pipelined,
+    /// and plain pwrite + fdatasync.
+    Raw(disk::RawArgs),
+    /// Sweeps evstore's options one at a time on a reduced seed workload; prints a table and the
+    /// best value of each for this machine.
+    Tune(tune::TuneArgs),
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 enum SyncArg {
     /// fdatasync after each write (evstore links it to the write in io_uring).
     Fdatasync,
@@ -126,7 +159,7 @@ enum BackendArg {
     Portable,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum PrepareArg {
     /// Segments are written with zeros ahead of use (no extent conversion on the hot path).
     Zeroed,
@@ -134,7 +167,7 @@ enum PrepareArg {
     Fallocated,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct Common {
     /// Parent directory of the data directories (each system gets a fresh one, removed at the
     /// end and on Ctrl-C). Use a real disk: evstore refuses tmpfs.
@@ -194,9 +227,9 @@ struct SeedArgs {
     /// Producer threads [default: available cores].
     #[arg(long)]
     producers: Option<usize>,
-    /// Comma-separated, from: evstore, naive, sqlite, raw (raw always runs last: it copies
-    /// evstore's byte volume and group size).
-    #[arg(long, default_value = "evstore,naive,sqlite,raw")]
+    /// Comma-separated, from: evstore, naive, sqlite, okaywal, rocksdb (only in a build with the
+    /// `rocksdb` feature), raw (raw always runs last: it copies evstore's byte volume and group size).
+    #[arg(long, default_value = SEED_SYSTEMS_DEFAULT)]
     systems: String,
     /// Streams appended to evstore before timing starts; not counted.
     #[arg(long, default_value_t = 0)]
@@ -224,6 +257,10 @@ fn main() {
         Command::Reopen(args) => reopen::reopen(&args),
         Command::ProjectionCosts(args) => projection_costs::run(&args),
         Command::Plot(args) => plot::run(&args),
+        Command::Append(args) => matrix::run(&args),
+        Command::Latency(args) => latency::run(&args),
+        Command::Raw(args) => disk::run(&args),
+        Command::Tune(args) => tune::run(&args),
     };
     if let Err(message) = result {
         eprintln!("evstore-bench: error: {message}");
@@ -283,27 +320,15 @@ impl Common {
         DataDir::create(&self.dir, system, self.keep)
     }
 
-    /// A `#` line for humans: on stdout beside the table, on stderr in JSON mode so that stdout
-    /// stays one JSON object per line.
+    /// A `#` line for humans (see `note`).
     fn note(&self, line: &str) {
-        if self.json {
-            eprintln!("# {line}");
-        } else {
-            println!("# {line}");
-        }
+        note(self.json, line);
     }
 
     /// The machine and the engine options (BENCH.md rule 6), as printed and as JSON fields.
     fn print_machine(&self, workload: &str) -> Map<String, Value> {
         let o = self.options();
-        let (kernel, cores) = (machine::kernel(), machine::cores());
-        let (file_system, write_cache) = (machine::file_system(&self.dir), machine::write_cache(&self.dir));
-        let dir = self.dir.canonicalize().unwrap_or_else(|_| self.dir.clone());
-        self.note(&format!("evstore-bench {workload}"));
-        self.note(&format!(
-            "machine: kernel {kernel}, {cores} cores, file system {file_system} at {}, device write cache: {write_cache}",
-            dir.display()
-        ));
+        let mut context = print_machine(&self.dir, self.json, workload);
         self.note(&format!(
             "evstore options: sync {}, backend {:?}, segment {} MiB ({:?}), group max {} KiB, groups in flight {}, \
              busy group min {} KiB, queue {} KiB per producer, linger {} us{}",
@@ -321,12 +346,7 @@ impl Common {
         if !self.durable() {
             self.note("WARNING: sync none is NOT DURABLE; its figures are for comparison only");
         }
-        let context = json!({
-            "workload": workload,
-            "kernel": kernel,
-            "cores": cores,
-            "file_system": file_system,
-            "write_cache": write_cache,
+        let options = json!({
             "segment_mib": o.segment_bytes >> 20,
             "segment_prepare": format!("{:?}", o.segment_prepare),
             "group_kib": o.group_bytes_max >> 10,
@@ -335,15 +355,16 @@ impl Common {
             "queue_kib": o.queue_bytes >> 10,
             "linger_us": o.linger.as_micros() as u64,
             "polling": o.polling,
+            "sync_mode": o.sync.label(),
         });
-        match context {
-            Value::Object(map) => map,
-            _ => unreachable!("json! of an object literal is an object"),
+        if let Value::Object(fields) = options {
+            context.extend(fields);
         }
+        context
     }
 
-    /// The table (or JSON lines), then the `.hgrm` files.
-    fn print(&self, outcomes: &[Outcome], context: &Map<String, Value>) {
+    /// The table (or JSON lines), then the `.hgrm` files, named `<hgrm_prefix><system>.hgrm`.
+    fn print(&self, outcomes: &[Outcome], context: &Map<String, Value>, hgrm_prefix: &str) {
         if self.json {
             for o in outcomes {
                 println!("{}", o.json(context));
@@ -357,17 +378,54 @@ impl Common {
                 println!("# {line}");
             }
         }
+        self.print_hgrm(outcomes, hgrm_prefix);
+    }
+
+    /// Writes each outcome's full latency distribution to `<out>/<hgrm_prefix><system>.hgrm`.
+    fn print_hgrm(&self, outcomes: &[Outcome], hgrm_prefix: &str) {
         if let Err(e) = std::fs::create_dir_all(&self.out) {
             eprintln!("# could not create {}: {e}; no .hgrm files written", self.out.display());
             return;
         }
         for o in outcomes {
-            match o.write_hgrm(&self.out) {
+            match o.write_hgrm(&self.out, hgrm_prefix) {
                 Ok(path) => self.note(&format!("{} latency distribution: {}", o.system, path.display())),
                 Err(e) => eprintln!("# could not write {}.hgrm in {}: {e}", o.system, self.out.display()),
             }
         }
     }
+}
+
+/// A `#` line for humans: on stdout beside the table, on stderr in JSON mode so that stdout
+/// stays one JSON object per line.
+fn note(json: bool, line: &str) {
+    if json {
+        eprintln!("# {line}");
+    } else {
+        println!("# {line}");
+    }
+}
+
+/// The machine (BENCH.md rule 6), printed as `#` lines and returned as JSON fields.
+fn print_machine(dir: &Path, json: bool, workload: &str) -> Map<String, Value> {
+    let (kernel, cores) = (machine::kernel(), machine::cores());
+    let (file_system, write_cache) = (machine::file_system(dir), machine::write_cache(dir));
+    let shown = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    note(json, &format!("evstore-bench {workload}"));
+    note(
+        json,
+        &format!(
+            "machine: kernel {kernel}, {cores} cores, file system {file_system} at {}, device write cache: {write_cache}",
+            shown.display()
+        ),
+    );
+    let mut context = Map::new();
+    context.insert("workload".into(), json!(workload));
+    context.insert("kernel".into(), json!(kernel));
+    context.insert("cores".into(), json!(cores));
+    context.insert("file_system".into(), json!(file_system));
+    context.insert("write_cache".into(), json!(write_cache));
+    context
 }
 
 /// Events in a run of the seed workload.
@@ -403,109 +461,68 @@ fn evstore_outcome(
     }
 }
 
-fn run_evstore(args: &SeedArgs, shape: Shape) -> Result<Outcome, String> {
-    let common = &args.common;
+/// Runs evstore in a fresh data directory with the options of `common`: `warmup` first (not
+/// counted), then `run`, timed, with the store's stats and the process's CPU time around it.
+fn measure_evstore(
+    common: &Common,
+    producers: usize,
+    warmup: impl FnOnce(&Store) -> Result<(), String>,
+    run: impl FnOnce(&Store) -> Driven,
+) -> Result<Outcome, String> {
     let data = common.data_dir("evstore")?;
     let store = Store::open(&data.path, common.options())
         .map_err(|e| format!("opening evstore in {}: {e}", data.path.display()))?;
-    let client = EvstoreClient(&store);
-    if args.warmup_streams > 0 {
-        let warmup = Shape { streams: args.warmup_streams, ..shape };
-        let progress = Progress::start("warm-up", events(warmup), "events");
-        drive(&client, warmup, "warmup/", &progress)?;
-        progress.finish();
-    }
+    warmup(&store)?;
     let before = store.stats();
-    let progress = Progress::start("evstore", events(shape), "events");
     let cpu_start = process_cpu_seconds();
-    let (seconds, latency_us) = drive(&client, shape, "users/", &progress)?;
+    let driven = run(&store);
     let cpu_seconds = process_cpu_seconds() - cpu_start;
-    progress.finish();
     let after = store.stats();
     let backend = store.backend();
-    store.close().map_err(|e| format!("closing evstore: {e}"))?;
-    common.note(&format!("evstore backend in use: {backend:?}"));
-    Ok(evstore_outcome(common, backend, shape.producers, seconds, (before, after), latency_us, cpu_seconds))
+    let closed = store.close().map_err(|e| format!("closing evstore: {e}"));
+    let (seconds, latency_us) = driven?;
+    closed?;
+    Ok(evstore_outcome(common, backend, producers, seconds, (before, after), latency_us, cpu_seconds))
 }
 
-fn run_naive(common: &Common, shape: Shape) -> Result<Outcome, String> {
-    let data = common.data_dir("naive")?;
-    let naive =
-        naive::Naive::open(&data.path, common.durable()).map_err(|e| format!("opening the naive store: {e}"))?;
-    let progress = Progress::start("naive", events(shape), "events");
-    let cpu_start = process_cpu_seconds();
-    let driven = drive(&naive.client, shape, "users/", &progress);
-    let cpu_seconds = process_cpu_seconds() - cpu_start;
-    progress.finish();
-    let counters = naive.counters();
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let (events, syncs, batches, record_bytes) =
-        (load(&counters.events), load(&counters.syncs), load(&counters.batches), load(&counters.record_bytes));
-    // Close first: if the writer failed, its error explains the producers' failure.
-    let file_bytes = naive.close().map_err(|e| format!("the naive writer: {e}"))?;
-    let (seconds, latency_us) = driven?;
-    let payload_bytes = (0..shape.streams).map(|i| payload_per_event(&format!("users/{i}"))).sum::<u64>()
-        * shape.events_per_stream as u64;
-    Ok(Outcome {
-        system: "naive".into(),
-        // It always uses fdatasync when durable, whatever --sync says.
-        sync: if common.durable() { "fdatasync" } else { "none (NOT DURABLE)" }.into(),
-        backend: "BufWriter + sync_data".into(),
-        producers: shape.producers,
-        in_flight: 1,
-        events,
-        seconds,
-        payload_bytes,
-        disk_bytes: file_bytes,
-        record_bytes,
-        syncs,
-        groups: batches,
-        latency_us,
-        cpu_seconds: Some(cpu_seconds),
-    })
+fn run_evstore(args: &SeedArgs, shape: Shape) -> Result<Outcome, String> {
+    let warmup = |store: &Store| {
+        if args.warmup_streams > 0 {
+            let warmup = Shape { streams: args.warmup_streams, ..shape };
+            let progress = Progress::start("warm-up", events(warmup), "events");
+            drive(&EvstoreClient(store), warmup, "warmup/", &progress)?;
+            progress.finish();
+        }
+        Ok(())
+    };
+    let outcome = measure_evstore(&args.common, shape.producers, warmup, |store| {
+        let progress = Progress::start("evstore", events(shape), "events");
+        let driven = drive(&EvstoreClient(store), shape, "users/", &progress);
+        progress.finish();
+        driven
+    })?;
+    args.common.note(&format!("evstore backend in use: {}", outcome.backend));
+    Ok(outcome)
 }
 
-fn run_sqlite(common: &Common, shape: Shape) -> Result<Outcome, String> {
-    let data = common.data_dir("sqlite")?;
-    let sqlite = sqlite::Sqlite::open(&data.path, common.durable())?;
-    let progress = Progress::start("sqlite", events(shape), "events");
-    let cpu_start = process_cpu_seconds();
-    let driven = drive(&sqlite.client, shape, "users/", &progress);
-    let cpu_seconds = process_cpu_seconds() - cpu_start;
-    progress.finish();
-    let counters = sqlite.counters();
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let (events, syncs, batches, record_bytes) =
-        (load(&counters.events), load(&counters.syncs), load(&counters.batches), load(&counters.record_bytes));
-    // Close first: if the writer failed, its error explains the producers' failure.
-    let files = sqlite.close().map_err(|e| format!("the sqlite writer: {e}"))?;
-    let (seconds, latency_us) = driven?;
-    common.note(&format!(
-        "sqlite: events.db {} B + events.db-wal {} B at the end of the run, {} transactions{}",
-        files.db_bytes,
-        files.wal_bytes,
-        batches,
-        common.durability_tag()
-    ));
-    let payload_bytes = (0..shape.streams).map(|i| payload_per_event(&format!("users/{i}"))).sum::<u64>()
-        * shape.events_per_stream as u64;
-    Ok(Outcome {
-        system: "sqlite".into(),
-        sync: sqlite::sync_label(common.durable()).into(),
-        backend: format!("SQLite {} (bundled)", rusqlite::version()),
-        producers: shape.producers,
-        in_flight: 1,
-        events,
-        seconds,
-        payload_bytes,
-        disk_bytes: files.total(),
-        record_bytes,
-        // One durable commit per transaction; SQLite's checkpoint syncs are not counted.
-        syncs,
-        groups: batches,
-        latency_us,
-        cpu_seconds: Some(cpu_seconds),
-    })
+/// A peer through the seed's client, no warm-up (as the seed measured them).
+fn run_peer(common: &Common, kind: PeerKind, shape: Shape) -> Result<Outcome, String> {
+    let (outcome, note) = peers::measure(
+        common,
+        kind,
+        shape.producers,
+        |_| Ok(()),
+        |client| {
+            let progress = Progress::start(kind.name(), events(shape), "events");
+            let driven = drive(client, shape, "users/", &progress);
+            progress.finish();
+            driven
+        },
+    )?;
+    if let Some(note) = note {
+        common.note(&format!("{note}{}", common.durability_tag()));
+    }
+    Ok(outcome)
 }
 
 fn seed(args: &SeedArgs) -> Result<(), String> {
@@ -515,10 +532,9 @@ fn seed(args: &SeedArgs) -> Result<(), String> {
         events_per_stream: args.events_per_stream,
         producers: args.producers.unwrap_or_else(machine::cores).max(1),
     };
-    let systems: Vec<&str> = args.systems.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    if let Some(unknown) = systems.iter().find(|s| !["evstore", "naive", "sqlite", "raw"].contains(s)) {
-        return Err(format!("unknown system {unknown:?} in --systems (use evstore, naive, sqlite, raw)"));
-    }
+    let mut allowed = vec!["evstore", "raw"];
+    allowed.extend(PeerKind::ALL.iter().map(|p| p.name()));
+    let systems = peers::runnable(peers::parse_systems(&args.systems, &allowed)?, common);
     std::fs::create_dir_all(&common.dir).map_err(|e| format!("creating {}: {e}", common.dir.display()))?;
     let context = common.print_machine(&format!(
         "seed: {} streams x {} events of {} B, {} producers, {} warm-up streams (evstore)",
@@ -530,14 +546,13 @@ fn seed(args: &SeedArgs) -> Result<(), String> {
     ));
     let mut outcomes = Vec::new();
     for system in &systems {
-        match *system {
-            "evstore" => outcomes.push(run_evstore(args, shape)?),
-            "naive" => outcomes.push(run_naive(&args.common, shape)?),
-            "sqlite" => outcomes.push(run_sqlite(&args.common, shape)?),
+        match (system.as_str(), PeerKind::parse(system)) {
+            ("evstore", _) => outcomes.push(run_evstore(args, shape)?),
+            (_, Some(kind)) => outcomes.push(run_peer(&args.common, kind, shape)?),
             _ => {}
         }
     }
-    if systems.contains(&"raw") {
+    if systems.iter().any(|s| s == "raw") {
         // The same bytes in writes of the average group size evstore achieved.
         let engine = outcomes.iter().find(|o| o.system == "evstore");
         let total_bytes = engine
@@ -560,10 +575,10 @@ fn seed(args: &SeedArgs) -> Result<(), String> {
         ));
         outcomes.push(outcome);
     }
-    common.print(&outcomes, &context);
+    common.print(&outcomes, &context, "");
     let find = |name: &str| outcomes.iter().find(|o| o.system == name);
     let tag = common.durability_tag();
-    for peer in ["naive", "sqlite"] {
+    for peer in PeerKind::ALL.iter().map(|p| p.name()) {
         if let (Some(engine), Some(other)) = (find("evstore"), find(peer)) {
             common.note(&format!(
                 "evstore / {peer} events/s: {:.0} / {:.0} = {:.2}x{tag}",
@@ -631,11 +646,11 @@ fn lowload(args: &LowloadArgs) -> Result<(), String> {
     };
     // The peers, the same way: one event per append, each waited before the next.
     let one_at_a_time = Shape { streams: args.events, events_per_stream: 1, producers: 1 };
-    let naive = run_naive(common, one_at_a_time)?;
-    let sqlite = run_sqlite(common, one_at_a_time)?;
+    let naive = run_peer(common, PeerKind::Naive, one_at_a_time)?;
+    let sqlite = run_peer(common, PeerKind::Sqlite, one_at_a_time)?;
     let tag = common.durability_tag();
     let outcomes = [engine, naive, sqlite, raw];
-    common.print(&outcomes, &context);
+    common.print(&outcomes, &context, "");
     let [engine, naive, sqlite, raw] = &outcomes;
     for outcome in [engine, naive, sqlite] {
         common.note(&format!(

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 
-use crate::channel::{ChannelClient, Counters, Message};
+use crate::channel::{complete, drain, ChannelClient, Counters, Message};
 
 pub struct Naive {
     /// What the producers append through.
@@ -50,32 +50,25 @@ impl Naive {
 fn write_loop(file: File, receiver: Receiver<Message>, sync: bool, counters: &Counters) -> std::io::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut batch = Vec::new();
-    // Block for the first message, then take whatever else is already queued: one batch.
-    while let Ok(first) = receiver.recv() {
-        batch.push(first);
-        while let Ok(more) = receiver.try_recv() {
-            batch.push(more);
-        }
+    while drain(&receiver, &mut batch, usize::MAX) {
         for m in &batch {
-            // u32 length (of the whole record, prefix included), stream, type, data.
-            let len = 4 + m.stream.len() + m.event_type.len() + m.data.len();
-            out.write_all(&(len as u32).to_le_bytes())?;
-            out.write_all(m.stream.as_bytes())?;
-            out.write_all(m.event_type.as_bytes())?;
-            out.write_all(&m.data)?;
-            counters.record_bytes.fetch_add(len as u64, Ordering::Relaxed);
+            for _ in 0..m.count {
+                // u32 length (of the whole record, prefix included), stream, type, data.
+                let len = 4 + m.stream.len() + m.event_type.len() + m.data.len();
+                out.write_all(&(len as u32).to_le_bytes())?;
+                out.write_all(m.stream.as_bytes())?;
+                out.write_all(m.event_type.as_bytes())?;
+                out.write_all(&m.data)?;
+                counters.record_bytes.fetch_add(len as u64, Ordering::Relaxed);
+            }
         }
         out.flush()?;
         if sync {
             out.get_ref().sync_data()?;
             counters.syncs.fetch_add(1, Ordering::Relaxed);
         }
-        counters.batches.fetch_add(1, Ordering::Relaxed);
-        counters.events.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        for m in batch.drain(..) {
-            // A producer that gave up waiting has dropped its receiver; nothing to tell it.
-            let _ = m.done.send(());
-        }
+        counters.durable(&batch);
+        complete(&mut batch);
     }
     Ok(())
 }

@@ -393,7 +393,7 @@ mod tests {
         let dir = temp_dir("hgrm");
         let files: Vec<PathBuf> = [outcome("evstore", 1..=10_000), outcome("sqlite", (1..=10_000).map(|v| v * 10))]
             .iter()
-            .map(|o| o.write_hgrm(&dir).unwrap())
+            .map(|o| o.write_hgrm(&dir, "").unwrap())
             .collect();
         let evstore = parse_hgrm(&std::fs::read_to_string(&files[0]).unwrap(), "x").unwrap();
         assert_eq!(evstore.system, "evstore");

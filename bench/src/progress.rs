@@ -38,8 +38,7 @@ impl Progress {
         Progress { bar }
     }
 
-    /// A bar that never draws (unit tests).
-    #[cfg(test)]
+    /// A bar that never draws (warm-ups, unit tests).
     pub fn hidden() -> Progress {
         Progress { bar: ProgressBar::hidden() }
     }

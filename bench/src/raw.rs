@@ -203,11 +203,26 @@ pub fn run(dir: &Path, plan: &RawPlan, progress: &Progress) -> io::Result<Outcom
     if let Some(e) = first_error {
         return Err(e);
     }
-    let bytes = writes * write_bytes as u64;
-    Ok(Outcome {
+    let cpu_seconds = crate::report::process_cpu_seconds() - cpu_start;
+    Ok(outcome(plan, plan.sync.label(), "io_uring O_DIRECT", depth, seconds, latency_us, cpu_seconds))
+}
+
+/// A raw run's outcome: its events are writes, its payload the bytes written.
+fn outcome(
+    plan: &RawPlan,
+    sync: &str,
+    backend: &str,
+    depth: usize,
+    seconds: f64,
+    latency_us: hdrhistogram::Histogram<u64>,
+    cpu_seconds: f64,
+) -> Outcome {
+    let writes = plan.writes();
+    let bytes = writes * plan.write_bytes() as u64;
+    Outcome {
         system: "raw".into(),
-        sync: plan.sync.label().into(),
-        backend: "io_uring O_DIRECT".into(),
+        sync: sync.into(),
+        backend: backend.into(),
         producers: 1,
         in_flight: depth,
         events: writes,
@@ -218,8 +233,8 @@ pub fn run(dir: &Path, plan: &RawPlan, progress: &Progress) -> io::Result<Outcom
         syncs: if plan.sync == RawSync::None { 0 } else { writes },
         groups: writes,
         latency_us,
-        cpu_seconds: Some(crate::report::process_cpu_seconds() - cpu_start),
-    })
+        cpu_seconds: Some(cpu_seconds),
+    }
 }
 
 /// Allocates and writes zeros over the whole file (untimed), as the engine pre-writes its
@@ -243,4 +258,31 @@ fn prepare(path: &Path, len: u64) -> io::Result<()> {
         at += n as u64;
     }
     file.sync_all()
+}
+
+/// Plain buffered I/O, one write at a time: `pwrite` of `write_bytes` then `fdatasync`, each
+/// timed (what the naive port does per batch). Into a pre-written file, like `run`.
+pub fn run_pwrite(dir: &Path, plan: &RawPlan, progress: &Progress) -> io::Result<Outcome> {
+    let write_bytes = plan.write_bytes();
+    let writes = plan.writes();
+    let path = dir.join("raw-pwrite.dat");
+    prepare(&path, writes * write_bytes as u64)?;
+    let file = OpenOptions::new().write(true).open(&path)?;
+    let buffer = vec![0x5au8; write_bytes];
+    let mut latency_us = histogram();
+    let cpu_start = crate::report::process_cpu_seconds();
+    let t0 = Instant::now();
+    for index in 0..writes {
+        let started = Instant::now();
+        file.write_all_at(&buffer, index * write_bytes as u64)?;
+        if plan.sync != RawSync::None {
+            file.sync_data()?;
+        }
+        latency_us.saturating_record(started.elapsed().as_micros() as u64);
+        progress.add(1);
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let cpu_seconds = crate::report::process_cpu_seconds() - cpu_start;
+    let sync = if plan.sync == RawSync::None { "none (NOT DURABLE)" } else { "fdatasync" };
+    Ok(outcome(plan, sync, "pwrite + fdatasync", 1, seconds, latency_us, cpu_seconds))
 }

@@ -148,7 +148,7 @@ impl Outcome {
              MB = 10^6 bytes; disk bytes are in disk/record"
                 .to_string(),
             "  syncs          durability operations: fdatasync calls, or RWF_DSYNC writes with --sync dsync \
-             (sqlite: committed transactions)"
+             (sqlite: committed transactions; okaywal, rocksdb: commits, which may share a sync)"
                 .to_string(),
             "  events/group   events per write to disk (per group commit; naive, sqlite: per drained batch); \
              larger groups amortise each sync"
@@ -211,8 +211,9 @@ impl Outcome {
 
     /// Writes the full percentile distribution in HdrHistogram's classic `.hgrm` layout
     /// (Value, Percentile, TotalCount, 1/(1-Percentile); the 100% line has no last column).
-    pub fn write_hgrm(&self, dir: &Path) -> std::io::Result<PathBuf> {
-        let path = dir.join(format!("{}.hgrm", self.system));
+    /// The file is `<dir>/<prefix><system>.hgrm`.
+    pub fn write_hgrm(&self, dir: &Path, prefix: &str) -> std::io::Result<PathBuf> {
+        let path = dir.join(format!("{prefix}{}.hgrm", self.system));
         let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
         writeln!(out, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)")?;
         let mut total = 0u64;
@@ -276,7 +277,7 @@ mod tests {
         }
         let dir = std::env::temp_dir().join(format!("evstore-bench-hgrm-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = outcome(h).write_hgrm(&dir).unwrap();
+        let path = outcome(h).write_hgrm(&dir, "").unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         let rows: Vec<Vec<&str>> =

@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::{params, Connection};
 
-use crate::channel::{ChannelClient, Counters, Message};
+use crate::channel::{complete, drain, ChannelClient, Counters, Message};
 
 /// The database file; SQLite puts its write-ahead log beside it as `events.db-wal`.
 const DB_FILE: &str = "events.db";
@@ -39,12 +39,6 @@ pub const INSERT: &str = "INSERT INTO events (stream, version, event_type, data)
 pub struct Files {
     pub db_bytes: u64,
     pub wal_bytes: u64,
-}
-
-impl Files {
-    pub fn total(&self) -> u64 {
-        self.db_bytes + self.wal_bytes
-    }
 }
 
 pub struct Sqlite {
@@ -126,12 +120,7 @@ fn write_loop(
     // writer is the only one, and an event store's writer would hold this in memory too.
     let mut versions: HashMap<String, u64> = HashMap::new();
     let mut batch = Vec::new();
-    // Block for the first message, then take whatever else is already queued: one batch.
-    while let Ok(first) = receiver.recv() {
-        batch.push(first);
-        while let Ok(more) = receiver.try_recv() {
-            batch.push(more);
-        }
+    while drain(&receiver, &mut batch, usize::MAX) {
         // On error the batch (and its completion senders) is dropped with the writer, so its
         // producers learn that their events were not made durable; the error goes to `close`.
         let record_bytes = insert_batch(&mut connection, &batch, &mut versions)
@@ -140,12 +129,8 @@ fn write_loop(
             counters.syncs.fetch_add(1, Ordering::Relaxed);
         }
         counters.record_bytes.fetch_add(record_bytes, Ordering::Relaxed);
-        counters.batches.fetch_add(1, Ordering::Relaxed);
-        counters.events.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        for m in batch.drain(..) {
-            // A producer that gave up waiting has dropped its receiver; nothing to tell it.
-            let _ = m.done.send(());
-        }
+        counters.durable(&batch);
+        complete(&mut batch);
     }
     // Measured with the connection still open: see `Files`.
     let size = |path: PathBuf| match std::fs::metadata(&path) {
@@ -178,9 +163,11 @@ fn insert_batch(
                 // Only a stream's first event pays for the key's allocation.
                 None => versions.entry(m.stream.clone()).or_insert(0),
             };
-            insert.execute(params![m.stream, *next as i64, m.event_type, m.data])?;
-            *next += 1;
-            bytes += (m.stream.len() + m.event_type.len() + m.data.len()) as u64;
+            for _ in 0..m.count {
+                insert.execute(params![m.stream, *next as i64, m.event_type, m.data])?;
+                *next += 1;
+            }
+            bytes += m.payload_bytes();
         }
     }
     transaction.commit()?;

@@ -15,6 +15,17 @@ use crate::report::histogram;
 pub const EVENT_TYPE: &str = "ItemCreated";
 pub const EVENT_DATA: &[u8] = br#"{"Type":"ItemCreated","ItemId":"1324"}"#;
 
+/// What one `append` call carries: `count` events of one type, each with the same data.
+#[derive(Clone, Copy)]
+pub struct Events<'a> {
+    pub event_type: &'static str,
+    pub data: &'a [u8],
+    pub count: usize,
+}
+
+/// The seed's append: one seed event.
+pub const SEED_EVENTS: Events<'static> = Events { event_type: EVENT_TYPE, data: EVENT_DATA, count: 1 };
+
 /// A system as the seed's client sees it: append now, learn about durability later.
 pub trait Client: Sync {
     /// What each producer thread appends through (a store handle, a channel sender).
@@ -23,7 +34,8 @@ pub trait Client: Sync {
     type Pending;
 
     fn producer(&self) -> Self::Producer;
-    fn append(&self, producer: &Self::Producer, stream: &str) -> Result<Self::Pending, String>;
+    /// Appends `events` to `stream` in one call (atomically, where the system can).
+    fn append(&self, producer: &Self::Producer, stream: &str, events: Events<'_>) -> Result<Self::Pending, String>;
     /// Returns once the append is durable (or has failed); `Ok(true)` when it had to block,
     /// `Ok(false)` when the outcome was already known.
     fn wait(&self, pending: Self::Pending) -> Result<bool, String>;
@@ -49,14 +61,24 @@ pub fn drive<C: Client>(
     progress: &Progress,
 ) -> Result<(f64, Histogram<u64>), String> {
     let next = AtomicUsize::new(0);
-    // Set by the first failing producer so the others stop taking streams.
+    run_producers(shape.producers, |_, _, failed| produce(client, shape, prefix, &next, failed, progress))
+}
+
+/// Runs `producers` threads of `produce(index, t0, failed)` from one start time `t0`; `failed`
+/// is set by the first producer that fails, so that the others stop early. Returns the wall
+/// time until the last producer ended and the producers' latency histograms merged.
+pub fn run_producers<F>(producers: usize, produce: F) -> Result<(f64, Histogram<u64>), String>
+where
+    F: Fn(usize, Instant, &AtomicBool) -> Result<Histogram<u64>, String> + Sync,
+{
     let failed = AtomicBool::new(false);
     let t0 = Instant::now();
     let results: Vec<Result<Histogram<u64>, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..shape.producers.max(1))
-            .map(|_| {
-                scope.spawn(|| {
-                    let result = produce(client, shape, prefix, &next, &failed, progress);
+        let handles: Vec<_> = (0..producers.max(1))
+            .map(|index| {
+                let (failed, produce) = (&failed, &produce);
+                scope.spawn(move || {
+                    let result = produce(index, t0, failed);
                     if result.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
@@ -91,32 +113,15 @@ fn produce<C: Client>(
             break;
         }
         let stream = format!("{prefix}{i}");
-        // The clock is read before every `CLOCK_REUSE_MAX`th append and that reading serves the
-        // appends up to the next one: an append is timed from at most that many appends early
-        // (never late), so a latency is over-stated by at most a few microseconds, and the
-        // clock reads no longer cost as much CPU as the appends they time.
-        let mut start = Instant::now();
-        for k in 0..shape.events_per_stream {
-            if k % (CLOCK_REUSE_MAX as usize) == 0 && k > 0 {
-                start = Instant::now();
-            }
-            pending.push((start, client.append(&producer, &stream)?));
+        let mut started = StartClock::new();
+        for _ in 0..shape.events_per_stream {
+            pending.push((started.before_append(), client.append(&producer, &stream, SEED_EVENTS)?));
         }
-        // When the caller learned of each append's durability. Reading the clock costs about as
-        // much as an append here, so it is read again after every wait that blocked and after
-        // every `CLOCK_REUSE_MAX` waits that did not: an append found already durable is
-        // timed at most that many (nanosecond) checks early.
-        let mut learned = Instant::now();
-        let mut reused = 0;
+        let mut learned = LearnedClock::new();
         for (start, done) in pending.drain(..) {
             let blocked = client.wait(done)?;
-            if blocked || reused >= CLOCK_REUSE_MAX {
-                learned = Instant::now();
-                reused = 0;
-            } else {
-                reused += 1;
-            }
-            latency_us.saturating_record(learned.saturating_duration_since(start).as_micros() as u64);
+            let learned_at = learned.after_wait(blocked);
+            latency_us.saturating_record(learned_at.saturating_duration_since(start).as_micros() as u64);
         }
         progress.add(shape.events_per_stream as u64);
     }
@@ -125,6 +130,62 @@ fn produce<C: Client>(
 
 /// Appends, and waits found already done, that may share one reading of the clock.
 const CLOCK_REUSE_MAX: u32 = 16;
+
+/// When an append started, from the caller's view. The clock is read before every
+/// `CLOCK_REUSE_MAX`th append and that reading serves the appends up to the next one: an append
+/// is timed from at most that many appends early (never late), so a latency is over-stated by at
+/// most a few microseconds, and the clock reads no longer cost as much CPU as the appends they time.
+pub struct StartClock {
+    at: Instant,
+    served: u32,
+}
+
+impl StartClock {
+    pub fn new() -> StartClock {
+        StartClock { at: Instant::now(), served: 0 }
+    }
+
+    /// The start time of the append about to be made.
+    pub fn before_append(&mut self) -> Instant {
+        if self.served == CLOCK_REUSE_MAX {
+            self.at = Instant::now();
+            self.served = 0;
+        }
+        self.served += 1;
+        self.at
+    }
+
+    /// The next append reads the clock again (the caller was blocked since the last reading).
+    pub fn expire(&mut self) {
+        self.served = CLOCK_REUSE_MAX;
+    }
+}
+
+/// When the caller learned of an append's durability. Reading the clock costs about as much as
+/// an append, so it is read again after every wait that blocked and after every
+/// `CLOCK_REUSE_MAX` waits that did not: an append found already durable is timed at most that
+/// many (nanosecond) checks early.
+pub struct LearnedClock {
+    at: Instant,
+    reused: u32,
+}
+
+impl LearnedClock {
+    pub fn new() -> LearnedClock {
+        LearnedClock { at: Instant::now(), reused: 0 }
+    }
+
+    /// The time the caller learned of the append it just waited for; `blocked` as `Client::wait` says.
+    pub fn after_wait(&mut self, blocked: bool) -> Instant {
+        if blocked || self.reused >= CLOCK_REUSE_MAX {
+            self.at = Instant::now();
+            self.reused = 0;
+        } else {
+            self.reused += 1;
+        }
+        self.at
+    }
+}
 
 /// evstore through its public API, one event per `append` call, `ExpectedVersion::Any`.
 pub struct EvstoreClient<'a>(pub &'a Store);
@@ -137,10 +198,9 @@ impl Client for EvstoreClient<'_> {
         self.0.clone()
     }
 
-    fn append(&self, store: &Store, stream: &str) -> Result<Ticket, String> {
-        store
-            .append(stream, ExpectedVersion::Any, [Event::new(EVENT_TYPE, EVENT_DATA)])
-            .map_err(|e| format!("evstore append to {stream}: {e}"))
+    fn append(&self, store: &Store, stream: &str, events: Events<'_>) -> Result<Ticket, String> {
+        let batch = (0..events.count).map(|_| Event::new(events.event_type, events.data));
+        store.append(stream, ExpectedVersion::Any, batch).map_err(|e| format!("evstore append to {stream}: {e}"))
     }
 
     fn wait(&self, ticket: Ticket) -> Result<bool, String> {
@@ -149,7 +209,118 @@ impl Client for EvstoreClient<'_> {
     }
 }
 
-/// Stream id + type + data bytes of one seed event (the seed's events carry no metadata).
-pub fn payload_per_event(stream: &str) -> u64 {
-    (stream.len() + EVENT_TYPE.len() + EVENT_DATA.len()) as u64
+/// Events appended to one stream before a producer of the matrix moves on to its next stream.
+pub const STREAM_EVENTS_MAX: u64 = 1_000;
+
+/// The streams of one producer of the matrix: `{prefix}{producer}/{n}`, each taking
+/// `STREAM_EVENTS_MAX` events (whole append calls) before the next begins; no other producer
+/// appends to them.
+pub struct Streams {
+    prefix: String,
+    producer: usize,
+    number: u64,
+    events: u64,
+    name: String,
+}
+
+impl Streams {
+    pub fn new(prefix: &str, producer: usize) -> Streams {
+        Streams { prefix: prefix.into(), producer, number: 0, events: 0, name: format!("{prefix}{producer}/0") }
+    }
+
+    /// The stream for the next call of `count` events.
+    pub fn next(&mut self, count: usize) -> &str {
+        if self.events >= STREAM_EVENTS_MAX {
+            self.number += 1;
+            self.events = 0;
+            self.name = format!("{}{}/{}", self.prefix, self.producer, self.number);
+        }
+        self.events += count as u64;
+        &self.name
+    }
+}
+
+/// A closed-loop load with a bounded window: each producer appends `events.count` events per
+/// call to its own streams without waiting, and waits for its oldest outstanding call once
+/// `window_events` events or `window_bytes` bytes of event data are outstanding (so at least one
+/// call is always outstanding). It stops at `events_per_producer` events or at `deadline`.
+#[derive(Clone, Copy)]
+pub struct Load<'a> {
+    pub producers: usize,
+    pub events: Events<'a>,
+    pub events_per_producer: u64,
+    pub deadline: std::time::Duration,
+    pub window_events: u64,
+    pub window_bytes: u64,
+}
+
+/// Runs `load` on streams under `prefix`; returns the wall time (until the last producer learned
+/// of its last append) and every event's latency in microseconds, from its call (as `StartClock`
+/// reads it) to when its producer learned it was durable (`LearnedClock`). `progress` is told
+/// per call waited.
+pub fn drive_windowed<C: Client>(
+    client: &C,
+    load: &Load<'_>,
+    prefix: &str,
+    progress: &Progress,
+) -> Result<(f64, Histogram<u64>), String> {
+    run_producers(load.producers, |p, t0, failed| produce_windowed(client, load, prefix, p, t0, failed, progress))
+}
+
+fn produce_windowed<C: Client>(
+    client: &C,
+    load: &Load<'_>,
+    prefix: &str,
+    producer_index: usize,
+    t0: Instant,
+    failed: &AtomicBool,
+    progress: &Progress,
+) -> Result<Histogram<u64>, String> {
+    let producer = client.producer();
+    let mut streams = Streams::new(prefix, producer_index);
+    let mut latency_us = histogram();
+    let call_events = load.events.count as u64;
+    let call_bytes = (load.events.data.len() * load.events.count) as u64;
+    let mut outstanding = std::collections::VecDeque::new();
+    let (mut outstanding_events, mut outstanding_bytes) = (0u64, 0u64);
+    let mut started = StartClock::new();
+    let mut learned = LearnedClock::new();
+    let mut sent = 0u64;
+    let mut wait_oldest = |outstanding: &mut std::collections::VecDeque<(Instant, C::Pending)>,
+                           events: &mut u64,
+                           bytes: &mut u64|
+     -> Result<bool, String> {
+        let Some((start, pending)) = outstanding.pop_front() else { return Ok(false) };
+        let blocked = client.wait(pending)?;
+        let micros = learned.after_wait(blocked).saturating_duration_since(start).as_micros() as u64;
+        latency_us.saturating_record_n(micros, call_events);
+        *events -= call_events;
+        *bytes -= call_bytes;
+        progress.add(call_events);
+        Ok(blocked)
+    };
+    while sent < load.events_per_producer && !failed.load(Ordering::Relaxed) {
+        while !outstanding.is_empty()
+            && (outstanding_events + call_events > load.window_events
+                || outstanding_bytes + call_bytes > load.window_bytes)
+        {
+            if wait_oldest(&mut outstanding, &mut outstanding_events, &mut outstanding_bytes)? {
+                // A reading from before the wait would time the next appends from too early.
+                started.expire();
+            }
+        }
+        let start = started.before_append();
+        if start.saturating_duration_since(t0) >= load.deadline {
+            break;
+        }
+        let stream = streams.next(load.events.count);
+        outstanding.push_back((start, client.append(&producer, stream, load.events)?));
+        outstanding_events += call_events;
+        outstanding_bytes += call_bytes;
+        sent += call_events;
+    }
+    while !outstanding.is_empty() {
+        wait_oldest(&mut outstanding, &mut outstanding_events, &mut outstanding_bytes)?;
+    }
+    Ok(latency_us)
 }
