@@ -262,7 +262,7 @@ impl Lane {
                 std::thread::yield_now();
             }
         }
-        Some(Producer { lane: self })
+        Some(Producer { lane: self, claimed: false })
     }
 
     // ----- consumer side (the submitter) -----
@@ -447,10 +447,22 @@ impl Drop for Lane {
 /// The producer side of a lane, held for one append.
 pub(crate) struct Producer<'a> {
     lane: &'a Lane,
+    /// The next append's result slot is claimed ([`Producer::claim`]) and the append not
+    /// published yet.
+    claimed: bool,
 }
 
 impl Drop for Producer<'_> {
     fn drop(&mut self) {
+        if self.claimed {
+            // The append was given up after its slot was claimed (refused on the submitter
+            // thread, which must not wait for the order table): no ticket will ever release the
+            // claim, and the handle's next append (the same sequence number) would find its own
+            // slot owned by an append "not placed yet" and wait forever. Free it. An earlier
+            // ticket whose outcome the claim moved to `held` still finds it there, and its
+            // release (which then fails its first compare-and-swap) removes it.
+            self.lane.alive(self.next_seq()).store(FREE, Ordering::Release);
+        }
         self.lane.producing.store(false, Ordering::Release);
     }
 }
@@ -517,8 +529,10 @@ impl Producer<'_> {
         let slot = lane.slot(seq);
         let alive = lane.alive(seq);
         let old = alive.load(Ordering::Acquire);
+        debug_assert!(!self.claimed, "the slot is claimed once per append");
         if old == FREE {
             alive.store(seq, Ordering::Release);
+            self.claimed = true;
             return Ok(());
         }
         let old_seq = old & !FAIL_BIT;
@@ -545,6 +559,7 @@ impl Producer<'_> {
             // Dropped since the first look.
             alive.store(seq, Ordering::Release);
         }
+        self.claimed = true;
         Ok(())
     }
 
@@ -554,6 +569,7 @@ impl Producer<'_> {
         let seq = self.next_seq();
         // SAFETY: only the holder of `producing` touches `next_seq`.
         unsafe { *self.lane.next_seq.get() = seq + 1 };
+        self.claimed = false;
         // SeqCst: pairs with the submitter's SeqCst store of its sleeping flag before its last
         // look at the lanes (see `Shared::ring_doorbell`): either it sees this entry, or this
         // producer sees it asleep.
@@ -787,6 +803,7 @@ mod tests {
             let mut producer = lane.produce(false).expect("free");
             producer.claim().ok().expect("fresh slots are free");
             unsafe { *lane.next_seq.get() = seq + 1 };
+            producer.claimed = false; // published by hand
             lane.set_placed(seq, 1000 + seq, seq);
         }
         lane.set_failed(slots - 1, Error::Closed); // overwritten below as failed
@@ -794,6 +811,7 @@ mod tests {
             let mut producer = lane.produce(false).expect("free");
             // Slot 0's ticket is alive and placed: its outcome moves to `held`.
             producer.claim().ok().expect("placed");
+            producer.claimed = false; // published by hand, below
         }
         assert_eq!(lane.held_len(), 2, "append 0's outcome and append {}'s error", slots - 1);
         unsafe { *lane.next_seq.get() = slots + 1 };
@@ -812,6 +830,7 @@ mod tests {
             producer.claim().ok().expect("free");
             let seq = producer.next_seq();
             unsafe { *lane.next_seq.get() = seq + 1 };
+            producer.claimed = false; // published by hand
         }
         let mut producer = lane.produce(false).expect("free");
         assert!(matches!(producer.claim(), Err(Wait::Slot)));
