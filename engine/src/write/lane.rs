@@ -618,6 +618,9 @@ pub(crate) struct Lanes {
     /// Round-robin choice of a lane to share once `LANES_MAX` exist.
     next_shared: AtomicUsize,
     capacity: usize,
+    /// The submitter has exited (closed, poisoned, or panicked): nothing will be placed any
+    /// more, so `order` must not wait for a placement.
+    stopped: AtomicBool,
 }
 
 /// Buckets of the cross-lane order table (8 bytes each, allocated at open).
@@ -637,7 +640,13 @@ impl Lanes {
             idle: Mutex::new(Vec::new()),
             next_shared: AtomicUsize::new(0),
             capacity,
+            stopped: AtomicBool::new(false),
         }
+    }
+
+    /// The submitter is gone: appends waiting in `order` for a placement stop waiting.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
     }
 
     /// Orders append `seq` of `lane` (about to be published) after every earlier append to a
@@ -661,6 +670,14 @@ impl Lanes {
                 if id != lane.id as usize {
                     let other = self.by_id[id].get().expect("a lane in the order table exists");
                     if other.placed.load(Ordering::Acquire) <= last_seq {
+                        if self.stopped.load(Ordering::SeqCst) {
+                            // The submitter exited (a poisoned or closed store) and will never
+                            // place that append: waiting would spin forever. Nothing is placed
+                            // any more, so no order is at stake; the caller's append is published
+                            // into a lane nobody drains and its ticket reports why (`Poisoned`,
+                            // `Closed`), as tickets of appends queued too late always do.
+                            return Ok(());
+                        }
                         if !may_wait {
                             return Err(());
                         }

@@ -204,6 +204,7 @@ impl Drop for StopGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.0.stopped.store(true, Ordering::SeqCst);
+            self.0.lanes.stop();
             self.0.poison("the submitter thread panicked (a bug in evstore; please report it)".into());
         }
     }
@@ -406,6 +407,9 @@ impl Submitter {
         }
         self.shared.index.checkpoints.close();
         self.shared.stopped.store(true, Ordering::SeqCst);
+        // Producers waiting in the order table for an append this thread will never place now
+        // give up waiting (write/lane.rs); without it they spin forever on a poisoned store.
+        self.shared.lanes.stop();
         self.shared.wake_waiters(true);
         if let Some(preparer) = self.preparer.take() {
             preparer.stop();
