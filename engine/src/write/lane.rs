@@ -132,7 +132,13 @@ pub(crate) fn entry_bytes(record_bytes: usize, capacity: usize) -> (usize, bool)
     if inline <= capacity / 4 {
         (inline, true)
     } else {
-        (ENTRY_HEADER_BYTES + ENTRY_ALIGN, false)
+        // An indirect entry holds only its copy's address, but it takes as much of the ring as
+        // the largest inline entry: so the ring bounds the heap copies queued too (at most four
+        // per lane, each at most an append). At 64 bytes each, a 64 KiB ring held a thousand
+        // copies of up to `group_bytes_max` each before its producer felt any backpressure
+        // (tests/tests/attack4_large_appends_queue_unbounded_heap_copies.rs).
+        debug_assert!(capacity / 4 >= ENTRY_HEADER_BYTES + ENTRY_ALIGN);
+        (capacity / 4, false)
     }
 }
 
