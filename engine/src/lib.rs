@@ -140,10 +140,12 @@ pub struct Options {
     pub busy_group_bytes_min: usize,
     /// Bytes of each producer handle's queue (a ring the handle encodes its appends into and
     /// the submitter drains; see [`Store`] on handles): a power of two from 64 KiB to
-    /// [`QUEUE_BYTES_LIMIT`]. An append larger than a quarter of it is queued as a heap copy. A
-    /// full queue blocks its handle's appends (backpressure). Allocated at a handle's first
-    /// append; at most 128 queues exist per store (past that, handles share them), so memory is
-    /// bounded by `128 x queue_bytes`. Default 256 KiB.
+    /// [`QUEUE_BYTES_LIMIT`]. An append larger than a quarter of it is queued as a heap copy
+    /// that takes a quarter of the ring (so at most four are queued per handle). A full queue
+    /// blocks its handle's appends (backpressure). Allocated at a handle's first append, with
+    /// 128 KiB of result slots for its tickets; at most 128 queues exist per store (past that,
+    /// handles share them), so memory is bounded by `128 x (queue_bytes + 128 KiB)`, plus the
+    /// heap copies of queued large appends. Default 256 KiB.
     pub queue_bytes: usize,
     /// How long the open group waits for more appends when nobody waits on it and it is not
     /// full or large (see `busy_group_bytes_min`): the longest an append whose caller does not

@@ -163,14 +163,26 @@ impl Shared {
     /// lingers on an open group, whose appends it drains when the group's time is up. So a
     /// producer appending a run of events wakes it at most once, not once per append.
     pub(crate) fn ring_doorbell(&self, urgent: bool) {
-        let state = self.submitter_sleeping.load(Ordering::SeqCst);
-        if state == IDLE || (urgent && state != AWAKE) {
-            self.wake_submitter_now();
+        loop {
+            let state = self.submitter_sleeping.load(Ordering::SeqCst);
+            if !(state == IDLE || (urgent && state != AWAKE)) {
+                return;
+            }
+            // The word is changed before the wake, as the futex protocol wants: a wake that lands
+            // after the submitter's last look but before it sleeps would be lost, while a changed
+            // word makes its futex wait return at once (a lost wake cost a waiter a whole linger
+            // time, up to 1 s). Whoever changes it wakes; a failed exchange means the submitter
+            // woke or another producer woke it: look again.
+            if self.submitter_sleeping.compare_exchange(state, AWAKE, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                crate::platform::futex_wake_all(&self.submitter_sleeping);
+                return;
+            }
         }
     }
 
     /// Wakes the submitter wherever it sleeps (closing).
     pub(crate) fn wake_submitter_now(&self) {
+        self.submitter_sleeping.store(AWAKE, Ordering::SeqCst);
         crate::platform::futex_wake_all(&self.submitter_sleeping);
         if let Some(thread) = self.submitter_thread.get() {
             thread.unpark();

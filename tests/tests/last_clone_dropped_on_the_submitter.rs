@@ -123,7 +123,12 @@ fn data(tag: &str, i: usize, bytes: usize) -> Vec<u8> {
 /// the submitter cannot be held, and the round is tried again).
 fn round(backend: Backend) -> Option<Vec<String>> {
     let dir = temp_dir("drop-on-submitter");
-    let store = open(dir.path(), small_options(backend))?;
+    // The handle's queue must hold every append queued while the gate holds the submitter
+    // (3,000 of about 1 KiB): with the default 256 KiB ring, the test's own thread blocked on
+    // the full queue (backpressure, as documented) before it could open the gate, and hung.
+    let mut options = small_options(backend);
+    options.queue_bytes = 8 << 20;
+    let store = open(dir.path(), options)?;
     let append = |stream: &str, data: Vec<u8>| {
         store.append(stream, ExpectedVersion::Any, [Event::new("E", data)]).expect("append")
     };

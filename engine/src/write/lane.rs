@@ -132,7 +132,13 @@ pub(crate) fn entry_bytes(record_bytes: usize, capacity: usize) -> (usize, bool)
     if inline <= capacity / 4 {
         (inline, true)
     } else {
-        (ENTRY_HEADER_BYTES + ENTRY_ALIGN, false)
+        // An indirect entry holds only its copy's address, but it takes as much of the ring as
+        // the largest inline entry: so the ring bounds the heap copies queued too (at most four
+        // per lane, each at most an append). At 64 bytes each, a 64 KiB ring held a thousand
+        // copies of up to `group_bytes_max` each before its producer felt any backpressure
+        // (tests/tests/attack4_large_appends_queue_unbounded_heap_copies.rs).
+        debug_assert!(capacity / 4 >= ENTRY_HEADER_BYTES + ENTRY_ALIGN);
+        (capacity / 4, false)
     }
 }
 
@@ -262,7 +268,7 @@ impl Lane {
                 std::thread::yield_now();
             }
         }
-        Some(Producer { lane: self })
+        Some(Producer { lane: self, claimed: false })
     }
 
     // ----- consumer side (the submitter) -----
@@ -447,10 +453,22 @@ impl Drop for Lane {
 /// The producer side of a lane, held for one append.
 pub(crate) struct Producer<'a> {
     lane: &'a Lane,
+    /// The next append's result slot is claimed ([`Producer::claim`]) and the append not
+    /// published yet.
+    claimed: bool,
 }
 
 impl Drop for Producer<'_> {
     fn drop(&mut self) {
+        if self.claimed {
+            // The append was given up after its slot was claimed (refused on the submitter
+            // thread, which must not wait for the order table): no ticket will ever release the
+            // claim, and the handle's next append (the same sequence number) would find its own
+            // slot owned by an append "not placed yet" and wait forever. Free it. An earlier
+            // ticket whose outcome the claim moved to `held` still finds it there, and its
+            // release (which then fails its first compare-and-swap) removes it.
+            self.lane.alive(self.next_seq()).store(FREE, Ordering::Release);
+        }
         self.lane.producing.store(false, Ordering::Release);
     }
 }
@@ -517,8 +535,10 @@ impl Producer<'_> {
         let slot = lane.slot(seq);
         let alive = lane.alive(seq);
         let old = alive.load(Ordering::Acquire);
+        debug_assert!(!self.claimed, "the slot is claimed once per append");
         if old == FREE {
             alive.store(seq, Ordering::Release);
+            self.claimed = true;
             return Ok(());
         }
         let old_seq = old & !FAIL_BIT;
@@ -545,6 +565,7 @@ impl Producer<'_> {
             // Dropped since the first look.
             alive.store(seq, Ordering::Release);
         }
+        self.claimed = true;
         Ok(())
     }
 
@@ -554,6 +575,7 @@ impl Producer<'_> {
         let seq = self.next_seq();
         // SAFETY: only the holder of `producing` touches `next_seq`.
         unsafe { *self.lane.next_seq.get() = seq + 1 };
+        self.claimed = false;
         // SeqCst: pairs with the submitter's SeqCst store of its sleeping flag before its last
         // look at the lanes (see `Shared::ring_doorbell`): either it sees this entry, or this
         // producer sees it asleep.
@@ -602,6 +624,9 @@ pub(crate) struct Lanes {
     /// Round-robin choice of a lane to share once `LANES_MAX` exist.
     next_shared: AtomicUsize,
     capacity: usize,
+    /// The submitter has exited (closed, poisoned, or panicked): nothing will be placed any
+    /// more, so `order` must not wait for a placement.
+    stopped: AtomicBool,
 }
 
 /// Buckets of the cross-lane order table (8 bytes each, allocated at open).
@@ -621,7 +646,13 @@ impl Lanes {
             idle: Mutex::new(Vec::new()),
             next_shared: AtomicUsize::new(0),
             capacity,
+            stopped: AtomicBool::new(false),
         }
+    }
+
+    /// The submitter is gone: appends waiting in `order` for a placement stop waiting.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
     }
 
     /// Orders append `seq` of `lane` (about to be published) after every earlier append to a
@@ -645,6 +676,14 @@ impl Lanes {
                 if id != lane.id as usize {
                     let other = self.by_id[id].get().expect("a lane in the order table exists");
                     if other.placed.load(Ordering::Acquire) <= last_seq {
+                        if self.stopped.load(Ordering::SeqCst) {
+                            // The submitter exited (a poisoned or closed store) and will never
+                            // place that append: waiting would spin forever. Nothing is placed
+                            // any more, so no order is at stake; the caller's append is published
+                            // into a lane nobody drains and its ticket reports why (`Poisoned`,
+                            // `Closed`), as tickets of appends queued too late always do.
+                            return Ok(());
+                        }
                         if !may_wait {
                             return Err(());
                         }
@@ -787,6 +826,7 @@ mod tests {
             let mut producer = lane.produce(false).expect("free");
             producer.claim().ok().expect("fresh slots are free");
             unsafe { *lane.next_seq.get() = seq + 1 };
+            producer.claimed = false; // published by hand
             lane.set_placed(seq, 1000 + seq, seq);
         }
         lane.set_failed(slots - 1, Error::Closed); // overwritten below as failed
@@ -794,6 +834,7 @@ mod tests {
             let mut producer = lane.produce(false).expect("free");
             // Slot 0's ticket is alive and placed: its outcome moves to `held`.
             producer.claim().ok().expect("placed");
+            producer.claimed = false; // published by hand, below
         }
         assert_eq!(lane.held_len(), 2, "append 0's outcome and append {}'s error", slots - 1);
         unsafe { *lane.next_seq.get() = slots + 1 };
@@ -812,6 +853,7 @@ mod tests {
             producer.claim().ok().expect("free");
             let seq = producer.next_seq();
             unsafe { *lane.next_seq.get() = seq + 1 };
+            producer.claimed = false; // published by hand
         }
         let mut producer = lane.produce(false).expect("free");
         assert!(matches!(producer.claim(), Err(Wait::Slot)));

@@ -40,7 +40,7 @@ use crate::log::recovery::Recovered;
 use crate::log::segment::{self, Preparer, PreparerConfig, SegmentHeader};
 use crate::shared::{Shared, AWAKE, IDLE, IO_WAIT, LINGERING};
 use crate::write::io::{portable::PortableIo, uring::UringIo, Completion, FaultyIo, GroupWrite, IoBackend, Stage};
-use crate::write::lane::{EntryHeader, Lane};
+use crate::write::lane::{EntryHeader, EntryKind, Lane};
 use crate::{platform, Backend, ExpectedVersion, SyncMode};
 
 /// Hints the CPU to load the cache line at `address`; a no-op where there is no such hint.
@@ -212,6 +212,7 @@ impl Drop for StopGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.0.stopped.store(true, Ordering::SeqCst);
+            self.0.lanes.stop();
             self.0.poison("the submitter thread panicked (a bug in evstore; please report it)".into());
         }
     }
@@ -414,6 +415,9 @@ impl Submitter {
         }
         self.shared.index.checkpoints.close();
         self.shared.stopped.store(true, Ordering::SeqCst);
+        // Producers waiting in the order table for an append this thread will never place now
+        // give up waiting (write/lane.rs); without it they spin forever on a poisoned store.
+        self.shared.lanes.stop();
         self.shared.wake_waiters(true);
         if let Some(preparer) = self.preparer.take() {
             preparer.stop();
@@ -615,6 +619,11 @@ impl Submitter {
             // SAFETY: the entry's records were copied into the group; it is consumed once.
             unsafe { lane.consumed(&header, body) };
             head += header.entry_bytes as u64;
+            if header.kind == EntryKind::Indirect {
+                // Its heap copy is freed: hand the entry back now, so that the lane's drop (after
+                // a panic of this thread, say) cannot free it a second time. Rare and large.
+                lane.set_head(head);
+            }
             self.lanes[index].seq = seq + 1;
             taken += 1;
         }
