@@ -165,6 +165,8 @@ enum PrepareArg {
     Zeroed,
     /// Segments are only fallocated (cheaper to prepare; first writes convert extents).
     Fallocated,
+    /// Zeroed while groups are small, fallocated once they average 384 KiB or more.
+    Auto,
 }
 
 #[derive(clap::Args, Clone)]
@@ -180,7 +182,7 @@ struct Common {
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
     /// How evstore prepares its segments ahead of use.
-    #[arg(long, value_enum, default_value = "zeroed")]
+    #[arg(long, value_enum, default_value = "auto")]
     segment_prepare: PrepareArg,
     /// evstore's segment size, in MiB.
     #[arg(long, default_value_t = 256, value_name = "MIB")]
@@ -284,6 +286,7 @@ impl Common {
         options.segment_prepare = match self.segment_prepare {
             PrepareArg::Zeroed => SegmentPrepare::Zeroed,
             PrepareArg::Fallocated => SegmentPrepare::Fallocated,
+            PrepareArg::Auto => SegmentPrepare::Auto,
         };
         options.segment_bytes = self.segment_mib << 20;
         options.group_bytes_max = self.group_kib << 10;

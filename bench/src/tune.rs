@@ -86,7 +86,7 @@ const KNOBS: &[Knob] = &[
     },
     Knob {
         flag: "--segment-prepare",
-        values: &["zeroed", "fallocated"],
+        values: &["auto", "zeroed", "fallocated"],
         get: |c| format!("{:?}", c.segment_prepare).to_lowercase(),
         set: |c, v| {
             c.segment_prepare = PrepareArg::from_str(v, true)?;

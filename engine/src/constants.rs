@@ -86,6 +86,9 @@ pub const GROUPS_IN_FLIGHT_MAX_DEFAULT: usize = 4;
 pub const BUSY_GROUP_BYTES_MIN_DEFAULT: usize = 256 << 10;
 pub const QUEUE_BYTES_DEFAULT: usize = 256 << 10;
 pub const LINGER_DEFAULT: std::time::Duration = std::time::Duration::from_millis(1);
+/// With `SegmentPrepare::Auto`, the next segment is fallocated rather than zeroed once the
+/// active segment's groups average at least this many bytes.
+pub const AUTO_FALLOCATE_GROUP_BYTES: u64 = 384 << 10;
 /// Ring bytes the submitter drains from one lane before it looks at the next (fairness).
 pub const DRAIN_LANE_BYTES: u64 = 64 << 10;
 /// Size of the zero buffer used to pre-write segments.

@@ -263,7 +263,7 @@ pub(crate) fn prepare(
 pub(crate) struct Preparer {
     pub receiver: Receiver<Result<PreparedSegment>>,
     /// Tells the thread to prepare the next segment (see [`Preparer::request`]).
-    go: SyncSender<()>,
+    go: SyncSender<bool>,
     /// A request is out and its segment not taken yet.
     requested: bool,
     handle: Option<JoinHandle<()>>,
@@ -297,20 +297,24 @@ impl Preparer {
         Ok(Preparer { receiver, go, requested: false, handle: Some(handle) })
     }
 
-    /// Asks for the next segment to be prepared in the background (once per segment).
-    pub(crate) fn request(&mut self) {
+    /// Asks for the next segment to be prepared in the background (once per segment); `zeroed`
+    /// decides how under `SegmentPrepare::Auto`.
+    pub(crate) fn request(&mut self, zeroed: bool) {
         if !self.requested {
             self.requested = true;
             // A full channel holds a request already; a closed one means the thread is gone,
             // which the next receive reports.
-            let _ = self.go.try_send(());
+            let _ = self.go.try_send(zeroed);
         }
     }
 
-    /// Takes the next prepared segment, asking for it first if nobody did; waits while it is
-    /// being prepared.
-    pub(crate) fn take(&mut self) -> std::result::Result<Result<PreparedSegment>, std::sync::mpsc::RecvError> {
-        self.request();
+    /// Takes the next prepared segment, asking for it first if nobody did (`zeroed` as in
+    /// `request`); waits while it is being prepared.
+    pub(crate) fn take(
+        &mut self,
+        zeroed: bool,
+    ) -> std::result::Result<Result<PreparedSegment>, std::sync::mpsc::RecvError> {
+        self.request(zeroed);
         let taken = self.receiver.recv();
         if matches!(taken, Ok(Ok(_))) {
             self.requested = false;
@@ -331,27 +335,36 @@ impl Drop for Preparer {
     fn drop(&mut self) {
         drop(std::mem::replace(&mut self.receiver, std::sync::mpsc::sync_channel(0).1));
         // And the thread waiting for a request wakes to find the channel closed.
-        drop(std::mem::replace(&mut self.go, std::sync::mpsc::sync_channel(1).0));
+        drop(std::mem::replace(&mut self.go, std::sync::mpsc::sync_channel::<bool>(1).0));
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
         }
     }
 }
 
-fn run_preparer(config: PreparerConfig, go: Receiver<()>, sender: SyncSender<Result<PreparedSegment>>) {
+fn run_preparer(config: PreparerConfig, go: Receiver<bool>, sender: SyncSender<Result<PreparedSegment>>) {
     let zeros = AlignedBuf::new(ZERO_CHUNK_BYTES);
     let mut number = config.first_number;
     let mut asked = false;
+    let mut zeroed = true;
     loop {
-        if !asked && go.recv().is_err() {
-            // The store closed.
-            return;
+        if !asked {
+            match go.recv() {
+                Ok(wanted) => zeroed = wanted,
+                // The store closed.
+                Err(_) => return,
+            }
         }
+        let mode = match config.mode {
+            SegmentPrepare::Auto if zeroed => SegmentPrepare::Zeroed,
+            SegmentPrepare::Auto => SegmentPrepare::Fallocated,
+            mode => mode,
+        };
         let bytes = match config.grow {
             true => segment_size(number, config.segment_bytes, config.group_bytes_max),
             false => config.segment_bytes,
         };
-        let result = prepare(&config.dir, number, bytes, config.mode, config.direct, config.faults.as_ref(), &zeros);
+        let result = prepare(&config.dir, number, bytes, mode, config.direct, config.faults.as_ref(), &zeros);
         let ok = result.is_ok();
         if sender.send(result).is_err() {
             // The store closed. An unused prepared segment is harmless: recovery removes it.

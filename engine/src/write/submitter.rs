@@ -87,6 +87,9 @@ struct ActiveSegment {
     bytes: u64,
     /// Where the next group starts.
     write_offset: u64,
+    /// Groups this run wrote into it (with `write_offset - taken_at`: their average size, which
+    /// decides how `SegmentPrepare::Auto` prepares the next segment).
+    groups: u64,
     /// `write_offset` when this run took the segment (a reopened store's active segment may be
     /// part full): the next segment is asked for by what this run writes, not by what an earlier
     /// run left, or every short session would prepare a segment the next open deletes.
@@ -147,6 +150,15 @@ struct LaneCursor {
     /// The stream (hash, id) of this lane's last placed append: a producer's run of appends to
     /// one stream skips the table probe.
     last_stream: Option<(u64, u32)>,
+}
+
+/// Whether the segment after `segment` should be zeroed under `SegmentPrepare::Auto`: while
+/// this run's groups in it average under `AUTO_FALLOCATE_GROUP_BYTES` (small writes, where a
+/// sync that converts extents costs most); large groups write near the disk's bandwidth, and
+/// zeroing would write every byte twice.
+fn zero_next(segment: &ActiveSegment) -> bool {
+    let written = segment.write_offset - segment.taken_at;
+    segment.groups == 0 || written / segment.groups < AUTO_FALLOCATE_GROUP_BYTES
 }
 
 /// Starts the submitter thread. The I/O backend is created on that thread (io_uring single
@@ -292,6 +304,7 @@ impl Submitter {
                 bytes: active.segment_bytes,
                 write_offset: active.write_offset,
                 taken_at: active.write_offset,
+                groups: 0,
             }),
             None => None,
         };
@@ -832,6 +845,7 @@ impl Submitter {
         meta.done = None;
         debug_assert_eq!(meta.offset, segment.write_offset);
         segment.write_offset = meta.offset + padded as u64;
+        segment.groups += 1;
         assert!(segment.write_offset + BLOCK_BYTES as u64 <= segment.bytes);
         let quarter = segment.bytes / 4;
         if segment.write_offset - segment.taken_at >= quarter || segment.bytes - segment.write_offset < quarter {
@@ -840,8 +854,9 @@ impl Submitter {
             // at the rollover. (Counting from where this run took the segment: a reopened store
             // whose segment was already a quarter full would otherwise prepare one at the first
             // append of every short session, for the next open to delete.)
+            let zeroed = zero_next(segment);
             if let Some(preparer) = self.preparer.as_mut() {
-                preparer.request();
+                preparer.request(zeroed);
             }
         }
         let write = GroupWrite {
@@ -981,9 +996,10 @@ impl Submitter {
         let preparer = self.preparer.as_mut().expect("preparer runs while the submitter does");
         let lost = || Error::Poisoned { cause: "the segment preparer thread stopped".into() };
         // A failure may be stale (prepared before space was freed): one more receive is a fresh try.
-        let prepared = match preparer.take().map_err(|_| lost())? {
+        let zeroed = self.segment.as_ref().is_none_or(zero_next);
+        let prepared = match preparer.take(zeroed).map_err(|_| lost())? {
             Ok(prepared) => prepared,
-            Err(_) => preparer.take().map_err(|_| lost())??,
+            Err(_) => preparer.take(zeroed).map_err(|_| lost())??,
         };
         if prepared.number > SEGMENT_NUMBER_MAX {
             // Locations hold 24 bits of segment number. The file is unused: the next open
@@ -1046,6 +1062,7 @@ impl Submitter {
             bytes: prepared.bytes,
             write_offset: SEGMENT_HEADER_BYTES as u64,
             taken_at: SEGMENT_HEADER_BYTES as u64,
+            groups: 0,
         });
         // The segment just left is finished and never written again: a checkpoint taken now
         // covers it whole, and a recovery after a crash scans from its end on.
