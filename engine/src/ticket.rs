@@ -110,6 +110,8 @@ impl Ticket {
     fn block(&mut self) {
         if !self.blocked {
             self.blocked = true;
+            // The flush mark first: the submitter reads it once it sees the count.
+            self.lane().flush_mark.fetch_max(self.seq + 1, Ordering::SeqCst);
             // SeqCst: either the submitter sees the count, or this caller sees the watermark
             // the submitter published before looking.
             self.lane().blocked.fetch_add(1, Ordering::SeqCst);

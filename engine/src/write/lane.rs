@@ -192,6 +192,11 @@ pub(crate) struct Lane {
     held: Mutex<Held>,
     /// Callers blocked on a ticket of this lane (see the submitter's flush rule).
     pub blocked: AtomicU32,
+    /// The flush mark: one more than the highest sequence number a caller blocked on a ticket
+    /// of this lane waits for (0: none yet). Only grows. The submitter cuts the open group for
+    /// a blocked caller only if that append is in it: a caller waiting for an append already
+    /// being written does not make groups smaller.
+    pub flush_mark: AtomicU64,
     /// Its index in the store's lanes (below `LANES_MAX`).
     pub id: u32,
 }
@@ -221,6 +226,7 @@ impl Lane {
             alive: (0..LANE_RESULT_SLOTS).map(|_| AtomicU64::new(FREE)).collect(),
             held: Mutex::new(HashMap::new()),
             blocked: AtomicU32::new(0),
+            flush_mark: AtomicU64::new(0),
             id,
         }
     }
@@ -416,6 +422,18 @@ impl Lane {
             }
             std::thread::yield_now();
         }
+    }
+
+    /// The first position of append `seq` if it is placed and its result slot still speaks for
+    /// it (the submitter's flush rule; an append 4,096 back is long written).
+    pub(crate) fn placed_position(&self, seq: u64) -> Option<u64> {
+        let slot = self.slot(seq);
+        if slot.seq.load(Ordering::Acquire) != seq {
+            return None;
+        }
+        let position = slot.position.load(Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Acquire);
+        (slot.seq.load(Ordering::Relaxed) == seq && position != FAILED).then_some(position)
     }
 
     /// The ticket of append `seq` is dropped.

@@ -569,17 +569,29 @@ impl Submitter {
     /// open group short for them would only make groups smaller without shortening any wait.
     /// With `drained`, only lanes whose every append is placed count: the group is then written
     /// with all of the caller's appends, not cut in the middle of its lane.
+    ///
+    /// Which append a caller waits for is the lane's flush mark: the group is cut only if that
+    /// append is in it (placed, at or after the end of what was submitted). A caller waiting for
+    /// an append already being written (a waiter thread behind a producer that goes on
+    /// appending) lets the open group fill until that write completes.
     fn blocked_caller_pending(&self, drained: bool) -> bool {
         let submitted_end = self.submitted_end;
         self.lanes.iter().any(|cursor| {
-            if cursor.lane.blocked.load(Ordering::SeqCst) == 0 {
+            let lane = &cursor.lane;
+            if lane.blocked.load(Ordering::SeqCst) == 0 {
                 return false;
             }
-            let undrained = cursor.lane.tail.load(Ordering::SeqCst) != cursor.head;
+            let undrained = lane.tail.load(Ordering::SeqCst) != cursor.head;
+            let mark = lane.flush_mark.load(Ordering::SeqCst);
+            // The awaited append, once placed: is it still unsubmitted?
+            let awaited_open = mark > 0
+                && mark <= cursor.seq
+                && lane.placed_position(mark - 1).is_some_and(|position| position >= submitted_end);
+            let awaited_unplaced = mark > cursor.seq;
             if drained {
-                !undrained && cursor.end > submitted_end
+                !undrained && awaited_open
             } else {
-                undrained || cursor.end > submitted_end
+                (undrained && awaited_unplaced) || awaited_open
             }
         })
     }
