@@ -95,8 +95,12 @@ impl Drop for Handle {
 }
 
 /// An open event store. Cheap to clone; all clones share one store. Give each producer thread
-/// its own clone. Dropping the last clone closes it cleanly (pending appends are still made
-/// durable).
+/// (or task) its own clone: each clone appends through its own queue (a ring it encodes into,
+/// taken at its first append; see `Options::queue_bytes`), so producers share nothing per
+/// append. One clone shared by many threads works too; their appends then take turns on its
+/// queue. Appends to one stream are placed in the order their `append` calls were made,
+/// whichever clones, threads or tasks made them. Dropping the last clone closes it cleanly
+/// (pending appends are still made durable).
 pub struct Store {
     handle: Arc<Handle>,
     local: Arc<Local>,
