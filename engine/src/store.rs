@@ -98,7 +98,7 @@ impl Drop for Handle {
 /// (or task) its own clone: each clone appends through its own queue (a ring it encodes into,
 /// taken at its first append; see `Options::queue_bytes`), so producers share nothing per
 /// append. One clone shared by many threads works too; their appends then take turns on its
-/// queue. Appends to one stream are placed in the order their `append` calls were made,
+/// queue. An append to a stream made after another append to it returned is placed after it,
 /// whichever clones, threads or tasks made them. Dropping the last clone closes it cleanly
 /// (pending appends are still made durable).
 pub struct Store {
