@@ -125,7 +125,7 @@ pub struct Options {
     /// Size of each segment file in bytes: a multiple of 4096, at least `group_bytes_max + 8192`,
     /// at most [`SEGMENT_BYTES_LIMIT`]. Default 256 MiB.
     pub segment_bytes: u64,
-    /// How segments are prepared. Default: [`SegmentPrepare::Zeroed`].
+    /// How segments are prepared. Default: [`SegmentPrepare::Auto`] (zeroed for small writes, fallocated for large ones).
     pub segment_prepare: SegmentPrepare,
     /// Segments grow: the first holds one largest group (`group_bytes_max` + 8 KiB), each next
     /// one is twice the last, up to `segment_bytes`; so a store of a handful of events takes a

@@ -727,7 +727,7 @@ impl Lanes {
             let lane = Arc::new(Lane::new(self.capacity, all.len() as u32));
             let _ = self.by_id[all.len()].set(lane.clone());
             all.push(lane.clone());
-            self.count.store(all.len(), Ordering::Release);
+            self.count.store(all.len(), Ordering::SeqCst);
             return (lane, true);
         }
         let at = self.next_shared.fetch_add(1, Ordering::Relaxed) % all.len();

@@ -529,8 +529,11 @@ impl Submitter {
         shared.submitter_sleeping.store(IO_WAIT, Ordering::SeqCst);
         self.refresh_lanes();
         let wanted = self.current.is_some() && self.in_flight.len() < self.depth && self.blocked_caller_pending(false);
-        let slept = if wanted || shared.closing.load(Ordering::SeqCst) {
+        let slept = if wanted {
             Ok(true)
+        } else if shared.closing.load(Ordering::SeqCst) {
+            // Closing: nothing more to wait for but the writes in flight (below).
+            Ok(false)
         } else {
             self.io.sleep(&shared.submitter_sleeping, IO_WAIT)
         };
@@ -543,7 +546,9 @@ impl Submitter {
 
     /// Adds the lanes made since the last look.
     fn refresh_lanes(&mut self) {
-        let count = self.shared.lanes.count.load(Ordering::Acquire);
+        // SeqCst: read after the sleeping state is stored, so a producer on a brand-new lane is
+        // seen (as its tail is) or sees the submitter asleep.
+        let count = self.shared.lanes.count.load(Ordering::SeqCst);
         if count != self.lanes.len() {
             let mut new = Vec::new();
             self.shared.lanes.snapshot_from(self.lanes.len(), &mut new);
