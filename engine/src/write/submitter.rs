@@ -612,7 +612,19 @@ impl Submitter {
     /// busy (about two writes in flight) without a write per drain.
     fn blocked_caller_behind(&self) -> bool {
         let submitted_end = self.submitted_end;
-        self.lanes.iter().any(|cursor| cursor.lane.blocked.load(Ordering::SeqCst) > 0 && cursor.end > submitted_end)
+        self.lanes.iter().any(|cursor| {
+            let lane = &cursor.lane;
+            if lane.blocked.load(Ordering::SeqCst) == 0 || cursor.end <= submitted_end {
+                return false;
+            }
+            // Only if the awaited append is submitted already: one still in the open group (or
+            // its lane) is the flush mark's case, which waits for the lane to drain so that a
+            // producer's run goes out whole.
+            let mark = lane.flush_mark.load(Ordering::SeqCst);
+            mark > 0
+                && mark <= cursor.seq
+                && lane.placed_position(mark - 1).is_some_and(|position| position < submitted_end)
+        })
     }
 
     /// Places every published append of every lane (up to `DRAIN_LANE_BYTES` of ring per lane,
