@@ -75,8 +75,6 @@ struct Slot {
     offset: u64,
     padded: usize,
     done: Option<std::result::Result<(), (Stage, i32)>>,
-    /// When it was submitted (`platform::monotonic_ns`).
-    submitted_ns: u64,
     /// Per record placed in this group: its stream id and its byte offset in the group. Added
     /// to the readers' table when the group becomes durable. Cleared, not freed, per group.
     placed: Vec<(u32, u32)>,
@@ -137,8 +135,6 @@ struct Submitter {
     group_bytes_max: usize,
     busy_group_bytes_min: usize,
     linger_ns: u64,
-    /// A durable write's duration, smoothed (see `reap`).
-    write_ns: u64,
     polling: bool,
 }
 
@@ -368,7 +364,6 @@ impl Submitter {
             group_bytes_max: options.group_bytes_max,
             busy_group_bytes_min: options.busy_group_bytes_min,
             linger_ns: options.linger.as_nanos() as u64,
-            write_ns: 0,
             polling: options.polling,
             shared,
         };
@@ -606,27 +601,6 @@ impl Submitter {
         })
     }
 
-    /// Whether a blocked caller's lane has appends in the open group, though the append the
-    /// caller waits for is already being written (a waiter behind a producer that goes on
-    /// appending). The open group is then written once it is half a write old: the disk stays
-    /// busy (about two writes in flight) without a write per drain.
-    fn blocked_caller_behind(&self) -> bool {
-        let submitted_end = self.submitted_end;
-        self.lanes.iter().any(|cursor| {
-            let lane = &cursor.lane;
-            if lane.blocked.load(Ordering::SeqCst) == 0 || cursor.end <= submitted_end {
-                return false;
-            }
-            // Only if the awaited append is submitted already: one still in the open group (or
-            // its lane) is the flush mark's case, which waits for the lane to drain so that a
-            // producer's run goes out whole.
-            let mark = lane.flush_mark.load(Ordering::SeqCst);
-            mark > 0
-                && mark <= cursor.seq
-                && lane.placed_position(mark - 1).is_some_and(|position| position < submitted_end)
-        })
-    }
-
     /// Places every published append of every lane (up to `DRAIN_LANE_BYTES` of ring per lane,
     /// lanes taken round-robin). Returns the number of appends taken.
     fn drain_lanes(&mut self) -> usize {
@@ -857,11 +831,9 @@ impl Submitter {
         if self.in_flight.len() >= self.depth {
             return false;
         }
-        let age = platform::monotonic_ns().saturating_sub(self.opened_ns);
         let due = self.slots[slot].len >= self.busy_group_bytes_min
             || self.blocked_caller_pending(true)
-            || age >= self.linger_ns
-            || (age >= self.write_ns / 2 && self.blocked_caller_behind())
+            || platform::monotonic_ns().saturating_sub(self.opened_ns) >= self.linger_ns
             || self.shared.closing.load(Ordering::SeqCst);
         if due {
             self.submit_current();
@@ -888,7 +860,6 @@ impl Submitter {
         buf[meta.len..padded].fill(0);
         meta.padded = padded;
         meta.done = None;
-        meta.submitted_ns = platform::monotonic_ns();
         debug_assert_eq!(meta.offset, segment.write_offset);
         segment.write_offset = meta.offset + padded as u64;
         segment.groups += 1;
@@ -937,9 +908,6 @@ impl Submitter {
         for completion in &self.completions {
             self.outstanding -= 1;
             self.slots[completion.slot].done = Some(completion.result);
-            // How long a durable write takes here, smoothed over the last few (1/8 each).
-            let took = platform::monotonic_ns().saturating_sub(self.slots[completion.slot].submitted_ns);
-            self.write_ns = self.write_ns - self.write_ns / 8 + took / 8;
             let synced = completion.synced || (self.sync == SyncMode::Dsync && completion.result.is_ok());
             if synced {
                 self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
