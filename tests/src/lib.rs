@@ -374,3 +374,42 @@ unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
         unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
     }
 }
+
+/// Appends `event()` to stream "task" and polls its ticket once with `waker`, until a poll is
+/// pending (the waker is then registered: the submitter calls it once the append is durable, on
+/// its own thread, as an inline-polling executor would); at most `tries` appends. Panics if every
+/// append was durable before its first poll.
+pub fn append_with_registered_waker<W: std::task::Wake + Send + Sync + 'static>(
+    store: &Store,
+    event: impl Fn() -> Event<'static>,
+    waker: &std::sync::Arc<W>,
+    tries: usize,
+) -> evstore::Ticket {
+    use std::future::Future as _;
+    for _ in 0..tries {
+        let mut ticket = store.append("task", ExpectedVersion::Any, [event()]).expect("append");
+        let waker = std::task::Waker::from(waker.clone());
+        if std::pin::Pin::new(&mut ticket).poll(&mut std::task::Context::from_waker(&waker)).is_pending() {
+            return ticket;
+        }
+    }
+    panic!("the task's append was always durable before its first poll");
+}
+
+/// Appends `event(i)` to stream "big" for each `i` in `range`, one at a time and waited, pushing
+/// each acknowledged `i` onto `acked`, until an append fails; returns that failure (`None`: all
+/// were acknowledged).
+pub fn append_until_error<'a>(
+    store: &Store,
+    range: std::ops::Range<usize>,
+    event: impl Fn(usize) -> Event<'a>,
+    acked: &mut Vec<usize>,
+) -> Option<Error> {
+    for i in range {
+        match store.append("big", ExpectedVersion::Any, [event(i)]).and_then(evstore::Ticket::wait) {
+            Ok(_) => acked.push(i),
+            Err(error) => return Some(error),
+        }
+    }
+    None
+}

@@ -7,16 +7,14 @@
 //! waiting). The submitter is held inside a waker (an inline-polling executor) while the two
 //! appends are queued, so that the order of events is certain.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
-use std::task::{Context, Wake, Waker};
+use std::task::Wake;
 use std::time::Duration;
 
 use evstore::testing::FaultPlan;
-use evstore::{Backend, Error, Event, ExpectedVersion, Ticket};
-use evstore_tests::{open, small_options, temp_dir, watchdog};
+use evstore::{Backend, Error, Event, ExpectedVersion};
+use evstore_tests::{append_with_registered_waker, open, small_options, temp_dir, watchdog};
 
 /// Holds the submitter thread (which runs it) until told to let go.
 #[derive(Default)]
@@ -58,15 +56,7 @@ fn an_append_waiting_behind_another_handles_append_fails_when_the_store_is_poiso
     }
     // A task whose waker holds the submitter thread.
     let holder = Arc::new(HoldingWaker::default());
-    let mut registered = None;
-    for _ in 0..1000 {
-        let mut ticket: Ticket = store.append("task", ExpectedVersion::Any, [Event::new("Task", "")]).expect("append");
-        if Pin::new(&mut ticket).poll(&mut Context::from_waker(&Waker::from(holder.clone()))).is_pending() {
-            registered = Some(ticket);
-            break;
-        }
-    }
-    let _ticket = registered.expect("the task's append was always durable before its first poll");
+    let _ticket = append_with_registered_waker(&store, || Event::new("Task", ""), &holder, 1000);
     drop(holder.changed.wait_while(holder.state.lock().expect("state"), |state| !state.0).expect("state"));
 
     // The submitter is held. From now on every group write fails.

@@ -7,13 +7,11 @@
 //! everything waiting on it (the watchdog ends the test). A refused append must leave its handle
 //! as it found it.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Wake, Waker};
+use std::task::Wake;
 
-use evstore::{Backend, Error, Event, ExpectedVersion, Store, Ticket};
-use evstore_tests::{open, small_options, temp_dir, watchdog};
+use evstore::{Backend, Error, Event, ExpectedVersion, Store};
+use evstore_tests::{append_with_registered_waker, open, small_options, temp_dir, watchdog};
 
 /// Stands for an inline-polling executor whose task appends through two handles to one stream.
 struct TwoHandlesWaker {
@@ -53,15 +51,7 @@ fn an_append_refused_on_the_submitter_thread_leaves_its_handle_usable() {
         handles: Mutex::new(Some((first.clone(), second.clone()))),
         outcomes: Mutex::new(Vec::new()),
     });
-    let mut registered = None;
-    for _ in 0..1000 {
-        let mut ticket: Ticket = store.append("task", ExpectedVersion::Any, [Event::new("Task", "")]).expect("append");
-        if Pin::new(&mut ticket).poll(&mut Context::from_waker(&Waker::from(waker.clone()))).is_pending() {
-            registered = Some(ticket);
-            break;
-        }
-    }
-    let ticket = registered.expect("the task's append was always durable before its first poll");
+    let ticket = append_with_registered_waker(&store, || Event::new("Task", ""), &waker, 1000);
     ticket.wait().expect("the task's append is durable");
     // The waker runs on the submitter thread once the task's append is durable (just after
     // `wait` may have returned).

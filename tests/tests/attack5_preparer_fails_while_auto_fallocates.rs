@@ -8,7 +8,7 @@
 
 use evstore::testing::FaultPlan;
 use evstore::{Error, Event, ExpectedVersion, Options, SegmentPrepare, Store, Ticket};
-use evstore_tests::{backends, check_log_shape, open, read_stream, temp_dir, watchdog};
+use evstore_tests::{append_until_error, backends, check_log_shape, open, read_stream, temp_dir, watchdog};
 
 mod attack5_fiemap;
 use attack5_fiemap::fallocated_segments;
@@ -48,17 +48,7 @@ fn a_full_disk_while_auto_fallocates_fails_appends_without_poisoning() {
                 acked.push(i);
             }
             plan.fail_segment_creation(libc::ENOSPC);
-            let mut disk_full = None;
-            for i in 20..60 {
-                match store.append("big", ExpectedVersion::Any, [big(i)]).and_then(Ticket::wait) {
-                    Ok(_) => acked.push(i),
-                    Err(error) => {
-                        disk_full = Some(error);
-                        break;
-                    }
-                }
-            }
-            match disk_full {
+            match append_until_error(&store, 20..60, big, &mut acked) {
                 Some(Error::DiskFull { .. }) => {}
                 Some(other) => panic!("{what}: a full disk while fallocating surfaced as {other:?}"),
                 None => panic!("{what}: 40 appends of 512 KiB into 4 MiB segments never needed a new segment"),

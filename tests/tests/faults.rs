@@ -9,7 +9,9 @@
 
 use evstore::testing::FaultPlan;
 use evstore::{Appended, Backend, Error, Event, ExpectedVersion, Options, Store, SyncMode, Ticket};
-use evstore_tests::{backends, check_log_shape, open, read_all, read_stream, small_options, temp_dir, watchdog};
+use evstore_tests::{
+    append_until_error, backends, check_log_shape, open, read_all, read_stream, small_options, temp_dir, watchdog,
+};
 
 fn faulty_options(backend: Backend, sync: SyncMode, plan: &FaultPlan) -> Options {
     let mut options = small_options(backend);
@@ -157,17 +159,7 @@ fn a_full_disk_at_segment_creation_fails_appends_without_poisoning() {
         }
         plan.fail_segment_creation(libc::ENOSPC);
         // One segment may already be prepared; writing three segments' worth must hit the fault.
-        let mut disk_full = None;
-        for i in 10..110 {
-            match store.append("big", ExpectedVersion::Any, [big(i)]).and_then(Ticket::wait) {
-                Ok(_) => acked.push(i),
-                Err(error) => {
-                    disk_full = Some(error);
-                    break;
-                }
-            }
-        }
-        match disk_full {
+        match append_until_error(&store, 10..110, big, &mut acked) {
             Some(Error::DiskFull { context }) => assert!(!context.is_empty()),
             Some(other) => panic!("{backend:?}: a full disk at segment creation surfaced as {other:?}"),
             None => panic!("{backend:?}: 100 appends of 4 KiB into 128 KiB segments never needed a new segment"),

@@ -9,15 +9,13 @@
 //! the test). An append on the submitter
 //! thread must not wait for the submitter (fail, or go around the queue), whatever the load.
 
-use std::future::Future;
 use std::io::Write as _;
-use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex};
-use std::task::{Context, Wake, Waker};
+use std::task::Wake;
 use std::time::Duration;
 
-use evstore::{Backend, Event, ExpectedVersion, Store, Ticket};
-use evstore_tests::{open, small_options, temp_dir, watchdog};
+use evstore::{Backend, Event, ExpectedVersion, Store};
+use evstore_tests::{append_with_registered_waker, open, small_options, temp_dir, watchdog};
 
 /// The smallest queue a handle can have.
 const QUEUE_BYTES: usize = 64 << 10;
@@ -72,16 +70,7 @@ fn an_append_from_an_inline_waker_with_a_full_queue_does_not_hang_the_store() {
         outcome: Mutex::new(None),
     });
     // The task's append, polled once so that the waker is registered before it is durable.
-    let mut registered = false;
-    for _ in 0..100 {
-        let mut ticket: Ticket =
-            store.append("task", ExpectedVersion::Any, [Event::new("First", vec![0; 60_000])]).expect("append");
-        if Pin::new(&mut ticket).poll(&mut Context::from_waker(&Waker::from(waker.clone()))).is_pending() {
-            registered = true;
-            break;
-        }
-    }
-    assert!(registered, "the task's append was always durable before its first poll");
+    drop(append_with_registered_waker(&store, || Event::new("First", vec![0; 60_000]), &waker, 100));
 
     let other = {
         let handle = handle.clone();
