@@ -153,10 +153,14 @@ pub struct Options {
     /// handles share them), so memory is bounded by `128 x (queue_bytes + 128 KiB)`, plus the
     /// heap copies of queued large appends. Default 256 KiB.
     pub queue_bytes: usize,
-    /// How long the open group waits for more appends when nobody waits on it and it is not
-    /// full or large (see `busy_group_bytes_min`): the longest an append whose caller does not
-    /// wait (a dropped ticket, one checked later) stays unwritten. Appends a caller waits on
-    /// (`wait()`, `.await`) are written at once. At most 1 s. Default 1 ms.
+    /// How long appends nobody waits on wait for more: in their handle's queue (so that a
+    /// producer's run of appends is written whole when it starts waiting, not cut into another
+    /// producer's group) and in the open group when it is not full or large (see
+    /// `busy_group_bytes_min`). The bound, counted from when the submitter first sees an append
+    /// (it is woken by the first append while idle), on how long an append whose caller does not
+    /// wait (a dropped ticket, one checked later) stays unwritten. A handle's appends are taken
+    /// and written at once when a caller waits on one of them (`wait()`, `.await`). At most 1 s.
+    /// Default 1 ms.
     pub linger: std::time::Duration,
     /// Polling mode: the submitter and callers waiting on tickets spin with `yield_now` instead
     /// of sleeping and being woken. More throughput and lower latency with few producers, at the

@@ -1,6 +1,6 @@
 //! When the submitter writes a group (design.md, "Group commit and the pipeline"): one write per
-//! waiting producer, appends nobody waits on written after `linger`, and the same outcomes in
-//! polling mode.
+//! waiting producer (not cut by another producer's wait), appends nobody waits on written after
+//! `linger`, and the same outcomes in polling mode.
 
 use std::time::Duration;
 
@@ -44,6 +44,37 @@ fn a_run_of_appends_followed_by_a_wait_is_one_write() {
             // all of it at once.
             assert_eq!(after.groups - before.groups, 1, "{backend:?}: round {round} went out as one write");
         }
+        store.close().expect("close");
+    }
+}
+
+#[test]
+fn another_producers_wait_does_not_cut_a_run_in_two() {
+    let _watchdog = watchdog("another_producers_wait_does_not_cut_a_run_in_two", 120);
+    for backend in backends() {
+        let dir = temp_dir("group-policy-two-producers");
+        let Some(store) = open(dir.path(), options(backend)) else { continue };
+        let (a, b) = (store.clone(), store.clone());
+        // A is in the middle of its run (it has not waited yet) when B waits on its own run.
+        let first_half: Vec<_> = (0..RUN / 2)
+            .map(|i| a.append("a", ExpectedVersion::Any, [Event::new("Run", format!("{i}"))]).expect("append"))
+            .collect();
+        let before = store.stats();
+        assert_eq!(run(&b, "b"), RUN as u64 - 1);
+        let after_b = store.stats();
+        // B's run went out alone, as one write; A's appends wait in A's queue for A (the
+        // linger time is 1 s), instead of being cut into B's group.
+        assert_eq!((after_b.groups - before.groups, after_b.events - before.events), (1, RUN as u64), "{backend:?}");
+        assert!(first_half.iter().all(|ticket| !ticket.is_done()), "{backend:?}: A's run was written with B's");
+        let second_half: Vec<_> = (RUN / 2..RUN)
+            .map(|i| a.append("a", ExpectedVersion::Any, [Event::new("Run", format!("{i}"))]).expect("append"))
+            .collect();
+        let versions: Vec<u64> =
+            first_half.into_iter().chain(second_half).map(|ticket| ticket.wait().expect("durable").version).collect();
+        assert_eq!(versions, (0..RUN as u64).collect::<Vec<_>>());
+        let after_a = store.stats();
+        assert_eq!(after_a.groups - after_b.groups, 1, "{backend:?}: A's whole run went out as one write");
+        drop((a, b));
         store.close().expect("close");
     }
 }

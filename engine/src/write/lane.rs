@@ -197,6 +197,9 @@ pub(crate) struct Lane {
     /// a blocked caller only if that append is in it: a caller waiting for an append already
     /// being written does not make groups smaller.
     pub flush_mark: AtomicU64,
+    /// One more than the highest sequence number a producer of another lane waits to see placed
+    /// (it appends to a stream this lane appended to last; see `Lanes::order`). Only grows.
+    drain_mark: AtomicU64,
     /// Its index in the store's lanes (below `LANES_MAX`).
     pub id: u32,
 }
@@ -227,6 +230,7 @@ impl Lane {
             held: Mutex::new(HashMap::new()),
             blocked: AtomicU32::new(0),
             flush_mark: AtomicU64::new(0),
+            drain_mark: AtomicU64::new(0),
             id,
         }
     }
@@ -371,6 +375,15 @@ impl Lane {
             slot.seq.store(seq, Ordering::SeqCst);
         }
         self.placed.store(seq + 1, Ordering::Release);
+    }
+
+    /// Whether someone waits on this lane: a caller blocked on one of its tickets (the lane is
+    /// then drained whole, so that its group holds the caller's whole run of appends), or a
+    /// producer of another lane ordered behind an append at or after `placed` (the number of
+    /// its appends placed so far). The submitter drains such a lane at once; others wait for
+    /// their linger time (write/submitter.rs).
+    pub(crate) fn awaited(&self, placed: u64) -> bool {
+        self.blocked.load(Ordering::SeqCst) > 0 || self.drain_mark.load(Ordering::SeqCst) > placed
     }
 
     // ----- tickets -----
@@ -694,6 +707,9 @@ impl Lanes {
                 if id != lane.id as usize {
                     let other = self.by_id[id].get().expect("a lane in the order table exists");
                     if other.placed.load(Ordering::Acquire) <= last_seq {
+                        // Ask the submitter to drain that lane now rather than at its linger
+                        // time (the doorbell the caller rings in `wait` wakes it).
+                        other.drain_mark.fetch_max(last_seq + 1, Ordering::SeqCst);
                         if self.stopped.load(Ordering::SeqCst) {
                             // The submitter exited (a poisoned or closed store) and will never
                             // place that append: waiting would spin forever. Nothing is placed

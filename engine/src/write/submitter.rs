@@ -150,6 +150,16 @@ struct LaneCursor {
     /// The stream (hash, id) of this lane's last placed append: a producer's run of appends to
     /// one stream skips the table probe.
     last_stream: Option<(u64, u32)>,
+    /// When the submitter first saw appends waiting in the lane that nobody waits for yet
+    /// (monotonic ns; 0: none seen). They are drained once `linger` has passed since.
+    pending_since_ns: u64,
+}
+
+/// Whether a lane with appends up to `tail` must be drained at once rather than at the end of
+/// its linger: someone waits for one of its unplaced appends, or its ring is over half full
+/// (its producer rings the doorbell then too, see `Producer::half_full`).
+fn lane_urgent(cursor: &LaneCursor, tail: u64) -> bool {
+    tail - cursor.head > cursor.lane.capacity() as u64 / 2 || cursor.lane.awaited(cursor.seq)
 }
 
 /// Whether the segment after `segment` should be zeroed under `SegmentPrepare::Auto`: while
@@ -489,32 +499,34 @@ impl Submitter {
     }
 
     /// Sleeps until a producer rings (see `Shared::ring_doorbell`): lingering on the open group
-    /// until its linger time is up (only a caller that starts waiting, or a half-full ring, cuts
-    /// that short), or idle. The sleeping state is stored (SeqCst) before the last look at the
+    /// and on appends left in their lanes until the first linger time is up (only a caller that
+    /// starts waiting, or a half-full ring, cuts that short), or idle. The sleeping state is stored (SeqCst) before the last look at the
     /// lanes, and producers store their tail (SeqCst) before they look at the state: either this
     /// thread sees their append, or they see it asleep and wake it.
     fn sleep(&mut self) {
-        let shared = self.shared.clone();
-        let lingering = self.current.is_some();
-        let timeout = if lingering {
-            let deadline = self.opened_ns.saturating_add(self.linger_ns);
-            std::time::Duration::from_nanos(deadline.saturating_sub(platform::monotonic_ns()))
-        } else {
-            // Only a safety net: producers ring after each append while the submitter is idle.
-            std::time::Duration::from_millis(100)
-        };
-        if timeout.is_zero() {
-            return;
-        }
         if self.polling {
             std::thread::yield_now();
             return;
         }
-        let state = if lingering { LINGERING } else { IDLE };
+        let shared = self.shared.clone();
+        let group_deadline = self.current.map(|_| self.opened_ns.saturating_add(self.linger_ns));
+        let lanes_pending = self.lanes.iter().any(|cursor| cursor.pending_since_ns != 0);
+        let state = if group_deadline.is_some() || lanes_pending { LINGERING } else { IDLE };
         shared.submitter_sleeping.store(state, Ordering::SeqCst);
-        self.refresh_lanes();
-        let wanted = if lingering { self.blocked_caller_pending(false) } else { !self.lanes_drained() };
-        if !wanted && !shared.closing.load(Ordering::SeqCst) {
+        let (urgent, lane_deadline) = self.look_at_lanes();
+        // Idle, but appends came in: look again lingering (producers do not ring for each one).
+        // Lingering on nothing (those appends were drained): look again idle.
+        let restate = (state == IDLE) == lane_deadline.is_some() && group_deadline.is_none();
+        let wanted = urgent
+            || restate
+            || (group_deadline.is_some() && self.blocked_caller_pending(false))
+            || shared.closing.load(Ordering::SeqCst);
+        let timeout = match group_deadline.into_iter().chain(lane_deadline).min() {
+            Some(deadline) => std::time::Duration::from_nanos(deadline.saturating_sub(platform::monotonic_ns())),
+            // Only a safety net: producers ring after each append while the submitter is idle.
+            None => std::time::Duration::from_millis(100),
+        };
+        if !wanted && !timeout.is_zero() {
             platform::futex_wait(&shared.submitter_sleeping, state, timeout);
         }
         shared.submitter_sleeping.store(AWAKE, Ordering::SeqCst);
@@ -527,8 +539,9 @@ impl Submitter {
     fn sleep_on_io(&mut self) {
         let shared = self.shared.clone();
         shared.submitter_sleeping.store(IO_WAIT, Ordering::SeqCst);
-        self.refresh_lanes();
-        let wanted = self.current.is_some() && self.in_flight.len() < self.depth && self.blocked_caller_pending(false);
+        let (urgent, _) = self.look_at_lanes();
+        let wanted = urgent
+            || (self.current.is_some() && self.in_flight.len() < self.depth && self.blocked_caller_pending(false));
         let slept = if wanted {
             Ok(true)
         } else if shared.closing.load(Ordering::SeqCst) {
@@ -558,6 +571,7 @@ impl Submitter {
                 seq: 0,
                 end: 0,
                 last_stream: None,
+                pending_since_ns: 0,
             }));
         }
     }
@@ -613,16 +627,85 @@ impl Submitter {
         self.lane_start = start + 1;
         let mut taken = 0;
         let mut timestamp_us = None;
+        let closing = self.shared.closing.load(Ordering::SeqCst);
+        let mut now_ns = None;
         for step in 0..count {
             if self.poisoned() {
                 break;
             }
-            taken += self.drain_lane((start + step) % count, &mut timestamp_us);
+            let index = (start + step) % count;
+            // The open group's age counts from its oldest append (`linger` bounds how long one
+            // stays unwritten, in its lane and in the group together).
+            let since = self.lanes[index].pending_since_ns;
+            match self.lane_due(index, &mut now_ns) {
+                // Someone waits on it: all of it, so that its waiter's run of appends is not cut
+                // in two by a group that fills up meanwhile (`busy_group_bytes_min`).
+                Some(true) => taken += self.drain_lane(index, u64::MAX, &mut timestamp_us),
+                Some(false) => taken += self.drain_lane(index, DRAIN_LANE_BYTES, &mut timestamp_us),
+                None if closing => taken += self.drain_lane(index, DRAIN_LANE_BYTES, &mut timestamp_us),
+                None => {}
+            }
+            if since != 0 && self.current.is_some() {
+                self.opened_ns = self.opened_ns.min(since);
+            }
         }
         taken
     }
 
-    fn drain_lane(&mut self, index: usize, timestamp_us: &mut Option<u64>) -> usize {
+    /// Whether lane `index` has appends to drain now (`Some(true)`: someone waits for one of
+    /// them, a blocked caller or a producer ordered behind them; `Some(false)`: its ring is over
+    /// half full, or they have waited `linger` since the submitter first saw them). Otherwise
+    /// (`None`) they stay in the ring: a producer's run of appends is placed whole when it
+    /// starts waiting, in one group, instead of being cut into the group written for another
+    /// producer (which made a third to a half of the seed workload's runs wait for two writes).
+    /// `now_ns` is read once per drain.
+    fn lane_due(&mut self, index: usize, now_ns: &mut Option<u64>) -> Option<bool> {
+        let linger_ns = self.linger_ns;
+        let cursor = &mut self.lanes[index];
+        let tail = cursor.lane.tail();
+        if tail == cursor.head {
+            cursor.pending_since_ns = 0;
+            return None;
+        }
+        if cursor.lane.awaited(cursor.seq) {
+            return Some(true);
+        }
+        if linger_ns == 0 || lane_urgent(cursor, tail) {
+            return Some(false);
+        }
+        let now = *now_ns.get_or_insert_with(platform::monotonic_ns);
+        if cursor.pending_since_ns == 0 {
+            cursor.pending_since_ns = now;
+        }
+        (now.saturating_sub(cursor.pending_since_ns) >= linger_ns).then_some(false)
+    }
+
+    /// Looks at the lanes before sleeping (after the sleeping state is stored): whether one must
+    /// be drained now, and the earliest time one's linger ends (appends seen for the first time
+    /// start theirs now).
+    fn look_at_lanes(&mut self) -> (bool, Option<u64>) {
+        self.refresh_lanes();
+        let mut now_ns = None;
+        let mut urgent = false;
+        let mut deadline: Option<u64> = None;
+        for cursor in &mut self.lanes {
+            let tail = cursor.lane.tail.load(Ordering::SeqCst);
+            if tail == cursor.head {
+                cursor.pending_since_ns = 0;
+                continue;
+            }
+            urgent |= lane_urgent(cursor, tail);
+            if cursor.pending_since_ns == 0 {
+                cursor.pending_since_ns = *now_ns.get_or_insert_with(platform::monotonic_ns);
+            }
+            let end = cursor.pending_since_ns.saturating_add(self.linger_ns);
+            deadline = Some(deadline.map_or(end, |d| d.min(end)));
+        }
+        (urgent, deadline)
+    }
+
+    /// Places the appends of lane `index` published so far, up to `budget` bytes of its ring.
+    fn drain_lane(&mut self, index: usize, budget: u64, timestamp_us: &mut Option<u64>) -> usize {
         let lane = self.lanes[index].lane.clone();
         let tail = lane.tail();
         let mut head = self.lanes[index].head;
@@ -631,7 +714,7 @@ impl Submitter {
         }
         // One clock read per drain: every record of it gets the same timestamp.
         let timestamp_us = *timestamp_us.get_or_insert_with(platform::now_us);
-        let budget_end = head + DRAIN_LANE_BYTES;
+        let budget_end = head.saturating_add(budget);
         let mut taken = 0;
         while head < budget_end && !self.poisoned() {
             let Some((header, body)) = lane.peek(&mut head, tail) else { break };
@@ -658,7 +741,12 @@ impl Submitter {
             taken += 1;
         }
         lane.set_head(head);
-        self.lanes[index].head = head;
+        let cursor = &mut self.lanes[index];
+        cursor.head = head;
+        if head == tail {
+            // Drained: the linger of whatever comes next starts when it is seen.
+            cursor.pending_since_ns = 0;
+        }
         taken
     }
 
