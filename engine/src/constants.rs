@@ -55,6 +55,8 @@ pub const CHECKPOINT_LOG_BYTES_DEFAULT: u64 = 256 << 20;
 /// Locations a checkpoint writer copies per hold of the stream table's read lock: the
 /// submitter's publication waits at most for one such copy (tens of microseconds).
 pub const CHECKPOINT_CHUNK_LOCATIONS: usize = 1 << 16;
+/// An index checkpoint is made durable a slice of this many bytes at a time (log/checkpoint.rs).
+pub const CHECKPOINT_SYNC_BYTES: u64 = 1 << 20;
 /// Segment mappings kept for readers (see log/index.rs); far below `vm.max_map_count`.
 pub const SEGMENT_MAPS_MAX: usize = 256;
 /// Most bytes of recent durable groups kept in memory for live readers while a subscription is

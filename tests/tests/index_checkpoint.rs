@@ -117,6 +117,37 @@ fn a_clean_close_leaves_a_checkpoint_that_answers_as_the_log_does() {
 }
 
 #[test]
+fn a_checkpoint_made_durable_in_many_slices_answers_as_the_log_does() {
+    let _watchdog = watchdog("a_checkpoint_made_durable_in_many_slices_answers_as_the_log_does", 120);
+    let dir = temp_dir("checkpoint-slices");
+    let mut options = Options::default();
+    options.checkpoint_log_bytes = 0;
+    // 8 bytes per location: 500,000 events make a checkpoint of about 4 MiB, written and synced
+    // 1 MiB at a time (log/checkpoint.rs).
+    let store = Store::open(dir.path(), options.clone()).expect("open");
+    for i in 0..500 {
+        let events = (0..1000).map(|k| Event::new("Tiny", vec![(i + k) as u8; 8]));
+        store
+            .append(STREAMS[i % STREAMS.len()], ExpectedVersion::Any, events)
+            .expect("append")
+            .wait()
+            .expect("durable");
+    }
+    store.close().expect("close");
+    let bytes = std::fs::metadata(dir.path().join(CHECKPOINT)).expect("a checkpoint").len();
+    assert!(bytes > 3 << 20, "a checkpoint of {bytes} bytes spans several slices");
+    let scratch = temp_dir("checkpoint-slices-full-scan");
+    copy_dir(dir.path(), scratch.path());
+    std::fs::remove_file(scratch.path().join(CHECKPOINT)).expect("remove");
+    let full = Store::open(scratch.path(), options.clone()).expect("open without a checkpoint");
+    let expected = answers(&full);
+    full.close().expect("close");
+    let store = Store::open(dir.path(), options).expect("open from the checkpoint");
+    assert_eq!(answers(&store), expected, "the store answers as a full scan of its log does");
+    store.close().expect("close");
+}
+
+#[test]
 fn a_missing_checkpoint_means_a_full_scan() {
     let _watchdog = watchdog("a_missing_checkpoint_means_a_full_scan", 60);
     let dir = temp_dir("checkpoint-missing");

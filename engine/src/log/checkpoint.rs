@@ -16,7 +16,8 @@
 //!   keeping only locations below that end. Tables only grow and locations grow with positions,
 //!   so the chunks add up to the table exactly as it was at that end, while the submitter goes on
 //!   publishing between them: a checkpoint never stalls the hot path for more than one chunk.
-//! - Written atomically: a temporary file, fsync, rename over the old one, fsync of the
+//! - Written atomically: a temporary file (made durable a MiB at a time, so that the syncs of
+//!   groups written meanwhile do not wait for all of it at once), fsync, rename over the old one, fsync of the
 //!   directory. A crash leaves the old checkpoint or the new one, never a mix; a leftover
 //!   temporary file is removed at open.
 //! - Written by a background thread (`evstore-checkpointer`, at low priority) once the log has
@@ -40,7 +41,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use crate::buffer::round_up_block;
-use crate::constants::{CHECKPOINT_CHUNK_LOCATIONS, GROUP_HEADER_BYTES};
+use crate::constants::{CHECKPOINT_CHUNK_LOCATIONS, CHECKPOINT_SYNC_BYTES, GROUP_HEADER_BYTES};
 use crate::error::{Error, Result};
 use crate::log::index::{pack_location, unpack_location, GroupLocation, Locations, SegmentSummary, StreamTable};
 use crate::log::record::{self, GroupHeader};
@@ -385,7 +386,7 @@ pub(crate) fn write(shared: &Shared) -> Result<Option<u64>> {
     let temp = shared.dir.join(TEMP_FILE_NAME);
     let context = |what: &str| format!("{what} {}", temp.display());
     let file = File::create(&temp).map_err(|e| Error::io(context("creating"), e))?;
-    let mut out = Body { writer: BufWriter::with_capacity(1 << 20, &file), crc: 0, bytes: 0 };
+    let mut out = Body { writer: BufWriter::with_capacity(1 << 20, &file), file: &file, crc: 0, bytes: 0, synced: 0 };
     let io = |e| Error::io(context("writing"), e);
     out.write(&[0u8; HEADER_BYTES]).map_err(io)?;
     out.crc = 0;
@@ -492,17 +493,32 @@ fn bug(reason: String) -> Error {
 }
 
 /// The body's writer: counts and checksums what goes through it.
+/// The checkpoint's body as it is written: its CRC32C and length so far, made durable every
+/// `CHECKPOINT_SYNC_BYTES`.
 struct Body<'a> {
     writer: BufWriter<&'a File>,
+    file: &'a File,
     crc: u32,
     bytes: u64,
+    synced: u64,
 }
 
 impl Body<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.crc = crc32c::crc32c_append(self.crc, bytes);
         self.bytes += bytes.len() as u64;
-        self.writer.write_all(bytes)
+        self.writer.write_all(bytes)?;
+        if self.bytes - self.synced >= CHECKPOINT_SYNC_BYTES {
+            // A slice at a time: a disk's volatile write cache is flushed as a whole, so a
+            // group's sync that lands while a whole checkpoint is flushed waits for all of it.
+            // Here (35-40 MB of checkpoint at 4 million events) one sync at the end made the
+            // appends waiting then take up to 21-24 ms (p99 13-14 ms); in 1 MiB slices, at most
+            // 6 ms (p99 3 ms), for a checkpoint that takes as long to write.
+            self.writer.flush()?;
+            self.file.sync_data()?;
+            self.synced = self.bytes;
+        }
+        Ok(())
     }
 }
 
