@@ -197,8 +197,9 @@ pub(crate) struct Lane {
     /// a blocked caller only if that append is in it: a caller waiting for an append already
     /// being written does not make groups smaller.
     pub flush_mark: AtomicU64,
-    /// One more than the highest sequence number a producer of another lane waits to see placed
-    /// (it appends to a stream this lane appended to last; see `Lanes::order`). Only grows.
+    /// One more than the highest sequence number a producer waits to see placed: one of another
+    /// lane (it appends to a stream this lane appended to last; see `Lanes::order`), or this
+    /// lane's own, waiting for a result slot (`Producer::claim`). Only grows.
     drain_mark: AtomicU64,
     /// Its index in the store's lanes (below `LANES_MAX`).
     pub id: u32,
@@ -379,9 +380,10 @@ impl Lane {
 
     /// Whether someone waits on this lane: a caller blocked on one of its tickets (the lane is
     /// then drained whole, so that its group holds the caller's whole run of appends), or a
-    /// producer of another lane ordered behind an append at or after `placed` (the number of
-    /// its appends placed so far). The submitter drains such a lane at once; others wait for
-    /// their linger time (write/submitter.rs).
+    /// producer waiting for an append at or after `placed` (the number of its appends placed so
+    /// far): one of another lane ordered behind it, or its own producer waiting for a result
+    /// slot. The submitter drains such a lane at once; others wait for their linger time
+    /// (write/submitter.rs).
     pub(crate) fn awaited(&self, placed: u64) -> bool {
         self.blocked.load(Ordering::SeqCst) > 0 || self.drain_mark.load(Ordering::SeqCst) > placed
     }
@@ -574,6 +576,10 @@ impl Producer<'_> {
         }
         let old_seq = old & !FAIL_BIT;
         if lane.placed.load(Ordering::Acquire) <= old_seq {
+            // This producer waits for its own lane's append `old_seq` to be placed: the lane is
+            // awaited (drained now, not at its linger time; the doorbell the caller rings wakes
+            // the submitter). Its ring may be far from half full: 4,096 small appends.
+            lane.drain_mark.fetch_max(old_seq + 1, Ordering::SeqCst);
             return Err(Wait::Slot);
         }
         let mut held = lane.lock_held();
