@@ -156,8 +156,8 @@ pub struct Options {
     /// How long appends nobody waits on wait for more: in their handle's queue (so that a
     /// producer's run of appends is written whole when it starts waiting, not cut into another
     /// producer's group) and in the open group when it is not full or large (see
-    /// `busy_group_bytes_min`). The bound, counted from when the submitter first sees an append
-    /// (it is woken by the first append while idle), on how long an append whose caller does not
+    /// `busy_group_bytes_min`). The bound, counted from the first append of a handle's run (the
+    /// first one made after its queue was drained), on how long an append whose caller does not
     /// wait (a dropped ticket, one checked later) stays unwritten. A handle's appends are taken
     /// and written at once when a caller waits on one of them (`wait()`, `.await`). At most 1 s.
     /// Default 1 ms.

@@ -201,6 +201,10 @@ pub(crate) struct Lane {
     /// lane (it appends to a stream this lane appended to last; see `Lanes::order`), or this
     /// lane's own, waiting for a result slot (`Producer::claim`). Only grows.
     drain_mark: AtomicU64,
+    /// When (monotonic ns) the producer published into this lane while it was empty: the start of
+    /// the run of appends the submitter has not seen drained yet. It counts their linger time from
+    /// there, not from when it first looks (it does not look while it lingers on another lane).
+    run_started_ns: AtomicU64,
     /// Its index in the store's lanes (below `LANES_MAX`).
     pub id: u32,
 }
@@ -232,6 +236,7 @@ impl Lane {
             blocked: AtomicU32::new(0),
             flush_mark: AtomicU64::new(0),
             drain_mark: AtomicU64::new(0),
+            run_started_ns: AtomicU64::new(0),
             id,
         }
     }
@@ -279,7 +284,7 @@ impl Lane {
                 std::thread::yield_now();
             }
         }
-        Some(Producer { lane: self, claimed: false })
+        Some(Producer { lane: self, claimed: false, starts_run: false })
     }
 
     // ----- consumer side (the submitter) -----
@@ -388,6 +393,11 @@ impl Lane {
         self.blocked.load(Ordering::SeqCst) > 0 || self.drain_mark.load(Ordering::SeqCst) > placed
     }
 
+    /// When the producer last published into this lane while it was empty (0: never).
+    pub(crate) fn run_started_ns(&self) -> u64 {
+        self.run_started_ns.load(Ordering::Acquire)
+    }
+
     // ----- tickets -----
 
     /// Append `seq`'s outcome as known now (for its live ticket).
@@ -489,6 +499,8 @@ pub(crate) struct Producer<'a> {
     /// The next append's result slot is claimed ([`Producer::claim`]) and the append not
     /// published yet.
     claimed: bool,
+    /// The lane was empty (all drained) when the entry was reserved: its publication starts a run.
+    starts_run: bool,
 }
 
 impl Drop for Producer<'_> {
@@ -534,6 +546,7 @@ impl Producer<'_> {
         if tail + skip + bytes as u64 - head > capacity {
             return Err(Wait::Room);
         }
+        self.starts_run = tail == head;
         if skip > 0 {
             let header = EntryHeader {
                 entry_bytes: skip as u32,
@@ -613,6 +626,10 @@ impl Producer<'_> {
         // SAFETY: only the holder of `producing` touches `next_seq`.
         unsafe { *self.lane.next_seq.get() = seq + 1 };
         self.claimed = false;
+        if self.starts_run {
+            // Read by the submitter after it loads the tail (Acquire).
+            self.lane.run_started_ns.store(crate::platform::monotonic_ns(), Ordering::Release);
+        }
         // SeqCst: pairs with the submitter's SeqCst store of its sleeping flag before its last
         // look at the lanes (see `Shared::ring_doorbell`): either it sees this entry, or this
         // producer sees it asleep.

@@ -150,9 +150,25 @@ struct LaneCursor {
     /// The stream (hash, id) of this lane's last placed append: a producer's run of appends to
     /// one stream skips the table probe.
     last_stream: Option<(u64, u32)>,
-    /// When the submitter first saw appends waiting in the lane that nobody waits for yet
-    /// (monotonic ns; 0: none seen). They are drained once `linger` has passed since.
+    /// When the appends waiting in the lane that nobody waits for yet started to wait
+    /// (monotonic ns, see `first_seen`; 0: none seen). They are drained once `linger` has passed
+    /// since.
     pending_since_ns: u64,
+    /// When the submitter last drained the lane empty (monotonic ns; 0: never): what it finds
+    /// there later was published after that.
+    drained_ns: u64,
+}
+
+impl LaneCursor {
+    /// When the appends waiting in the lane, seen for the first time at `now`, started to wait:
+    /// the start of the producer's run, stamped as it published into the empty lane (never
+    /// before the last time the lane was drained empty: a stamp can be a run's older than that).
+    fn first_seen(&self, now: u64) -> u64 {
+        match self.lane.run_started_ns().max(self.drained_ns) {
+            0 => now,
+            since => since.min(now),
+        }
+    }
 }
 
 /// Whether a lane with appends up to `tail` must be drained at once rather than at the end of
@@ -572,6 +588,7 @@ impl Submitter {
                 end: 0,
                 last_stream: None,
                 pending_since_ns: 0,
+                drained_ns: 0,
             }));
         }
     }
@@ -634,17 +651,20 @@ impl Submitter {
                 break;
             }
             let index = (start + step) % count;
-            // The open group's age counts from its oldest append (`linger` bounds how long one
-            // stays unwritten, in its lane and in the group together).
+            let due = self.lane_due(index, &mut now_ns);
+            // When its appends started to wait: the open group's age counts from its oldest
+            // append (`linger` bounds how long one stays unwritten, in its lane and in the group
+            // together).
             let since = self.lanes[index].pending_since_ns;
-            match self.lane_due(index, &mut now_ns) {
+            let budget = match due {
                 // Someone waits on it: all of it, so that its waiter's run of appends is not cut
                 // in two by a group that fills up meanwhile (`busy_group_bytes_min`).
-                Some(true) => taken += self.drain_lane(index, u64::MAX, &mut timestamp_us),
-                Some(false) => taken += self.drain_lane(index, DRAIN_LANE_BYTES, &mut timestamp_us),
-                None if closing => taken += self.drain_lane(index, DRAIN_LANE_BYTES, &mut timestamp_us),
-                None => {}
-            }
+                Some(true) => u64::MAX,
+                Some(false) => DRAIN_LANE_BYTES,
+                None if closing => DRAIN_LANE_BYTES,
+                None => continue,
+            };
+            taken += self.drain_lane(index, budget, &mut timestamp_us);
             if since != 0 && self.current.is_some() {
                 self.opened_ns = self.opened_ns.min(since);
             }
@@ -654,7 +674,7 @@ impl Submitter {
 
     /// Whether lane `index` has appends to drain now (`Some(true)`: someone waits for one of
     /// them, a blocked caller or a producer ordered behind them; `Some(false)`: its ring is over
-    /// half full, or they have waited `linger` since the submitter first saw them). Otherwise
+    /// half full, or they have waited `linger` since their run started). Otherwise
     /// (`None`) they stay in the ring: a producer's run of appends is placed whole when it
     /// starts waiting, in one group, instead of being cut into the group written for another
     /// producer (which made a third to a half of the seed workload's runs wait for two writes).
@@ -675,7 +695,7 @@ impl Submitter {
         }
         let now = *now_ns.get_or_insert_with(platform::monotonic_ns);
         if cursor.pending_since_ns == 0 {
-            cursor.pending_since_ns = now;
+            cursor.pending_since_ns = cursor.first_seen(now);
         }
         (now.saturating_sub(cursor.pending_since_ns) >= linger_ns).then_some(false)
     }
@@ -696,7 +716,7 @@ impl Submitter {
             }
             urgent |= lane_urgent(cursor, tail);
             if cursor.pending_since_ns == 0 {
-                cursor.pending_since_ns = *now_ns.get_or_insert_with(platform::monotonic_ns);
+                cursor.pending_since_ns = cursor.first_seen(*now_ns.get_or_insert_with(platform::monotonic_ns));
             }
             let end = cursor.pending_since_ns.saturating_add(self.linger_ns);
             deadline = Some(deadline.map_or(end, |d| d.min(end)));
@@ -744,8 +764,9 @@ impl Submitter {
         let cursor = &mut self.lanes[index];
         cursor.head = head;
         if head == tail {
-            // Drained: the linger of whatever comes next starts when it is seen.
+            // Drained: the linger of whatever comes next starts with its run (`first_seen`).
             cursor.pending_since_ns = 0;
+            cursor.drained_ns = platform::monotonic_ns();
         }
         taken
     }
