@@ -375,6 +375,29 @@ unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
     }
 }
 
+/// Wakes the thread that made it (`block_on`'s waker).
+pub struct ThreadWaker(pub std::thread::Thread);
+
+impl std::task::Wake for ThreadWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// A minimal executor: poll, park until woken, poll again. It parks without a timeout on
+/// purpose: a lost wake-up hangs the test (and its watchdog fails it) instead of passing late.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let waker = std::task::Waker::from(std::sync::Arc::new(ThreadWaker(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
 /// Appends `event()` to stream "task" and polls its ticket once with `waker`, until a poll is
 /// pending (the waker is then registered: the submitter calls it once the append is durable, on
 /// its own thread, as an inline-polling executor would); at most `tries` appends. Panics if every

@@ -8,14 +8,12 @@
 //! store is otherwise idle: nothing else would move the group). Both backends, and the async
 //! path (a future polled by a thread that parks) as well.
 
-use std::future::Future as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use evstore::{Backend, Event, ExpectedVersion, Options};
-use evstore_tests::{backends, open, temp_dir, watchdog, Rng};
+use evstore_tests::{backends, block_on, open, temp_dir, watchdog, Rng};
 
 const LINGER: Duration = Duration::from_secs(1);
 /// Far above any wait without a lost wake-up, well below the linger time.
@@ -29,26 +27,6 @@ fn options(backend: Backend) -> Options {
     options.group_bytes_max = 256 << 10;
     options.grow_segments = false;
     options
-}
-
-struct ThreadWaker(std::thread::Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Waits for `ticket` by polling it as a future, parking between polls.
-fn wait_async(mut ticket: evstore::Ticket) -> evstore::Result<evstore::Appended> {
-    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(outcome) = std::pin::Pin::new(&mut ticket).poll(&mut context) {
-            return outcome;
-        }
-        std::thread::park();
-    }
 }
 
 fn run(backend: Backend, producers: usize, runs: usize) {
@@ -79,7 +57,7 @@ fn run(backend: Backend, producers: usize, runs: usize) {
                     let last = tickets.pop().expect("one ticket at least");
                     drop(tickets);
                     let started = Instant::now();
-                    let outcome = if run % 2 == 0 { last.wait() } else { wait_async(last) };
+                    let outcome = if run % 2 == 0 { last.wait() } else { block_on(last) };
                     let waited = started.elapsed();
                     outcome.unwrap_or_else(|e| panic!("producer {p}, run {run}: {e}"));
                     slowest.fetch_max(waited.as_micros() as u64, Ordering::Relaxed);

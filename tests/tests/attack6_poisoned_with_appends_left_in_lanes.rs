@@ -4,14 +4,11 @@
 //! later appends fail at once; `close()` reports the poisoning. An append ordered behind another
 //! handle's undrained append to the same stream must not hang either. Both backends.
 
-use std::future::Future as _;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use evstore::testing::FaultPlan;
-use evstore::{Backend, Error, Event, ExpectedVersion, Options, Ticket};
-use evstore_tests::{backends, open, temp_dir, watchdog};
+use evstore::{Backend, Error, Event, ExpectedVersion, Options};
+use evstore_tests::{backends, block_on, open, temp_dir, watchdog};
 
 fn options(backend: Backend, plan: &FaultPlan) -> Options {
     let mut options = Options::default();
@@ -22,25 +19,6 @@ fn options(backend: Backend, plan: &FaultPlan) -> Options {
     options.group_bytes_max = 64 << 10;
     options.grow_segments = false;
     options
-}
-
-struct ThreadWaker(std::thread::Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-fn wait_async(mut ticket: Ticket) -> evstore::Result<evstore::Appended> {
-    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(outcome) = std::pin::Pin::new(&mut ticket).poll(&mut context) {
-            return outcome;
-        }
-        std::thread::park_timeout(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -88,7 +66,7 @@ fn tickets_of_appends_left_in_lanes_fail_when_the_store_is_poisoned() {
             assert!(matches!(outcome, Err(Error::Poisoned { .. })), "{backend:?}: wait() gave {outcome:?}");
         }
         let async_waiter = std::thread::spawn(move || {
-            awaited.into_iter().map(wait_async).all(|outcome| matches!(outcome, Err(Error::Poisoned { .. })))
+            awaited.into_iter().map(block_on).all(|outcome| matches!(outcome, Err(Error::Poisoned { .. })))
         });
         for ticket in &polled {
             assert!(ticket.is_done(), "{backend:?}: is_done() on a poisoned store");

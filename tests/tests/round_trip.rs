@@ -2,34 +2,8 @@
 //! paths, with the positions and versions the tickets reported; and a ticket works both as a
 //! blocking `wait()` and as a `Future`. Without this, nothing else matters.
 
-use std::future::Future;
-use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-
 use evstore::{Error, Event, ExpectedVersion};
-use evstore_tests::{backends, open, small_options, temp_dir, watchdog};
-
-struct ThreadWaker(std::thread::Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// A minimal executor: poll, park until woken, poll again.
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        std::thread::park();
-    }
-}
+use evstore_tests::{backends, block_on, open, small_options, temp_dir, watchdog};
 
 #[test]
 fn appended_events_read_back_exactly() {
