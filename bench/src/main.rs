@@ -505,7 +505,18 @@ fn run_evstore(args: &SeedArgs, shape: Shape) -> Result<Outcome, String> {
         driven
     })?;
     args.common.note(&format!("evstore backend in use: {}", outcome.backend));
+    note_waits(&args.common, "evstore");
     Ok(outcome)
+}
+
+/// How many of the last run's streams made their caller block more than once (see
+/// `workload::STREAMS_WAITED_AGAIN`): a run of appends that went out in more than one write.
+fn note_waits(common: &Common, system: &str) {
+    let again = workload::STREAMS_WAITED_AGAIN.load(std::sync::atomic::Ordering::Relaxed);
+    let driven = workload::STREAMS_DRIVEN.load(std::sync::atomic::Ordering::Relaxed);
+    common.note(&format!(
+        "{system}: {again} of {driven} streams made their caller block more than once (the stream's events were not all durable when its first blocking wait returned)"
+    ));
 }
 
 /// A peer through the seed's client, no warm-up (as the seed measured them).
@@ -522,6 +533,7 @@ fn run_peer(common: &Common, kind: PeerKind, shape: Shape) -> Result<Outcome, St
             driven
         },
     )?;
+    note_waits(common, kind.name());
     if let Some(note) = note {
         common.note(&format!("{note}{}", common.durability_tag()));
     }

@@ -2,7 +2,7 @@
 //! from a shared counter, appends that stream's events one call per event without waiting, then
 //! waits for all of them, then takes the next stream.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use evstore::{Event, ExpectedVersion, Store, Ticket};
@@ -49,6 +49,12 @@ pub struct Shape {
     pub producers: usize,
 }
 
+/// Streams of the last `drive` whose caller blocked more than once while waiting for their events
+/// (in order): their run of appends was not all durable when the first blocking wait returned,
+/// so it went out in more than one write as the caller saw it. And the streams it drove.
+pub static STREAMS_WAITED_AGAIN: AtomicU64 = AtomicU64::new(0);
+pub static STREAMS_DRIVEN: AtomicU64 = AtomicU64::new(0);
+
 /// Runs the workload on streams `{prefix}{i}`. Returns the wall time and the latency of every
 /// event in microseconds: from just before its `append` call (or one of the 15 before it) to the return of the wait that told
 /// the caller. Tickets are waited in order, so one that became durable early is counted when the
@@ -61,6 +67,8 @@ pub fn drive<C: Client>(
     progress: &Progress,
 ) -> Result<(f64, Histogram<u64>), String> {
     let next = AtomicUsize::new(0);
+    STREAMS_WAITED_AGAIN.store(0, Ordering::Relaxed);
+    STREAMS_DRIVEN.store(0, Ordering::Relaxed);
     run_producers(shape.producers, |_, _, failed| produce(client, shape, prefix, &next, failed, progress))
 }
 
@@ -118,11 +126,17 @@ fn produce<C: Client>(
             pending.push((started.before_append(), client.append(&producer, &stream, SEED_EVENTS)?));
         }
         let mut learned = LearnedClock::new();
+        let mut blocking_waits = 0u32;
         for (start, done) in pending.drain(..) {
             let blocked = client.wait(done)?;
+            blocking_waits += u32::from(blocked);
             let learned_at = learned.after_wait(blocked);
             latency_us.saturating_record(learned_at.saturating_duration_since(start).as_micros() as u64);
         }
+        if blocking_waits > 1 {
+            STREAMS_WAITED_AGAIN.fetch_add(1, Ordering::Relaxed);
+        }
+        STREAMS_DRIVEN.fetch_add(1, Ordering::Relaxed);
         progress.add(shape.events_per_stream as u64);
     }
     Ok(latency_us)
