@@ -34,6 +34,9 @@ struct FaultState {
     write_errno: AtomicI32,
     sync_fail_after: AtomicU64,
     sync_errno: AtomicI32,
+    checkpoint_sync_fail_after: AtomicU64,
+    checkpoint_sync_errno: AtomicI32,
+    checkpoint_syncs: AtomicU64,
     segment_errno: AtomicI32,
     map_errno: AtomicI32,
     io_uring_errno: AtomicI32,
@@ -104,6 +107,9 @@ impl FaultPlan {
                 write_errno: AtomicI32::new(0),
                 sync_fail_after: AtomicU64::new(NEVER),
                 sync_errno: AtomicI32::new(0),
+                checkpoint_sync_fail_after: AtomicU64::new(NEVER),
+                checkpoint_sync_errno: AtomicI32::new(0),
+                checkpoint_syncs: AtomicU64::new(0),
                 segment_errno: AtomicI32::new(0),
                 map_errno: AtomicI32::new(0),
                 io_uring_errno: AtomicI32::new(0),
@@ -131,6 +137,14 @@ impl FaultPlan {
         s.sync_fail_after.store(s.syncs.load(Ordering::SeqCst) + ok_syncs, Ordering::SeqCst);
     }
 
+    /// The syncs of index checkpoint files (the 1 MiB slices and the final one) after the first
+    /// `ok_syncs` (counted from now) fail with `errno`, without syncing.
+    pub fn fail_checkpoint_syncs_after(&self, ok_syncs: u64, errno: i32) {
+        let s = &self.state;
+        s.checkpoint_sync_errno.store(errno, Ordering::SeqCst);
+        s.checkpoint_sync_fail_after.store(s.checkpoint_syncs.load(Ordering::SeqCst) + ok_syncs, Ordering::SeqCst);
+    }
+
     /// Creating new segment files fails with `errno` (0 stops failing).
     pub fn fail_segment_creation(&self, errno: i32) {
         self.state.segment_errno.store(errno, Ordering::SeqCst);
@@ -152,6 +166,7 @@ impl FaultPlan {
         let s = &self.state;
         s.write_fail_after.store(NEVER, Ordering::SeqCst);
         s.sync_fail_after.store(NEVER, Ordering::SeqCst);
+        s.checkpoint_sync_fail_after.store(NEVER, Ordering::SeqCst);
         s.segment_errno.store(0, Ordering::SeqCst);
         s.map_errno.store(0, Ordering::SeqCst);
         s.io_uring_errno.store(0, Ordering::SeqCst);
@@ -226,6 +241,14 @@ impl FaultPlan {
         let s = &self.state;
         let n = s.syncs.fetch_add(1, Ordering::SeqCst);
         (n >= s.sync_fail_after.load(Ordering::SeqCst)).then(|| s.sync_errno.load(Ordering::SeqCst))
+    }
+
+    /// Counts a checkpoint file's sync; returns the errno to fail it with, if any.
+    pub(crate) fn on_checkpoint_sync(&self) -> Option<i32> {
+        let s = &self.state;
+        let n = s.checkpoint_syncs.fetch_add(1, Ordering::SeqCst);
+        (n >= s.checkpoint_sync_fail_after.load(Ordering::SeqCst))
+            .then(|| s.checkpoint_sync_errno.load(Ordering::SeqCst))
     }
 
     pub(crate) fn segment_errno(&self) -> Option<i32> {

@@ -148,6 +148,57 @@ fn a_checkpoint_made_durable_in_many_slices_answers_as_the_log_does() {
 }
 
 #[test]
+fn a_checkpoint_whose_sync_fails_between_slices_leaves_the_old_one_in_force() {
+    let _watchdog = watchdog("a_checkpoint_whose_sync_fails_between_slices_leaves_the_old_one_in_force", 120);
+    let dir = temp_dir("checkpoint-sync-fails");
+    let plan = evstore::testing::FaultPlan::new();
+    let mut options = Options::default();
+    // Only the checkpoints this test asks for (and the one at close).
+    options.checkpoint_log_bytes = u64::MAX / 4;
+    options.faults = Some(plan.clone());
+    let store = Store::open(dir.path(), options.clone()).expect("open");
+    let fill = |appends: usize| {
+        for i in 0..appends {
+            let events = (0..1000).map(|k| Event::new("Tiny", vec![(i + k) as u8; 8]));
+            store
+                .append(STREAMS[i % STREAMS.len()], ExpectedVersion::Any, events)
+                .expect("append")
+                .wait()
+                .expect("durable");
+        }
+    };
+    fill(300);
+    store.checkpoint().expect("the first checkpoint");
+    let old = std::fs::read(dir.path().join(CHECKPOINT)).expect("a checkpoint");
+    fill(100);
+    // The first 1 MiB slice syncs, the second fails: the temporary file is half written.
+    plan.fail_checkpoint_syncs_after(1, libc::EIO);
+    match store.checkpoint() {
+        Err(Error::Io { .. }) => {}
+        other => panic!("a checkpoint whose sync failed: {other:?}"),
+    }
+    assert_eq!(std::fs::read(dir.path().join(CHECKPOINT)).expect("read"), old, "the old checkpoint is untouched");
+    // The log is not affected: appends go on, and close (whose checkpoint fails too) succeeds.
+    fill(1);
+    store.close().expect("close");
+    assert_eq!(std::fs::read(dir.path().join(CHECKPOINT)).expect("read"), old, "still the old checkpoint");
+    assert!(dir.path().join("index.checkpoint.tmp").exists(), "the failed checkpoint left its temporary file");
+    plan.clear();
+    let scratch = temp_dir("checkpoint-sync-fails-full-scan");
+    copy_dir(dir.path(), scratch.path());
+    let _ = std::fs::remove_file(scratch.path().join(CHECKPOINT));
+    let _ = std::fs::remove_file(scratch.path().join("index.checkpoint.tmp"));
+    let full = Store::open(scratch.path(), options.clone()).expect("open without a checkpoint");
+    let expected = answers(&full);
+    full.close().expect("close");
+    // The old checkpoint and the log after it answer as the whole log does.
+    let store = Store::open(dir.path(), options).expect("open from the old checkpoint");
+    assert!(!dir.path().join("index.checkpoint.tmp").exists(), "open removes the half-written temporary file");
+    assert_eq!(answers(&store), expected, "the store answers as a full scan of its log does");
+    store.close().expect("close");
+}
+
+#[test]
 fn a_missing_checkpoint_means_a_full_scan() {
     let _watchdog = watchdog("a_missing_checkpoint_means_a_full_scan", 60);
     let dir = temp_dir("checkpoint-missing");

@@ -47,6 +47,7 @@ use crate::log::index::{pack_location, unpack_location, GroupLocation, Locations
 use crate::log::record::{self, GroupHeader};
 use crate::log::{index, segment};
 use crate::shared::Shared;
+use crate::testing::FaultPlan;
 use crate::{platform, SyncMode};
 
 pub(crate) const FILE_NAME: &str = "index.checkpoint";
@@ -386,7 +387,9 @@ pub(crate) fn write(shared: &Shared) -> Result<Option<u64>> {
     let temp = shared.dir.join(TEMP_FILE_NAME);
     let context = |what: &str| format!("{what} {}", temp.display());
     let file = File::create(&temp).map_err(|e| Error::io(context("creating"), e))?;
-    let mut out = Body { writer: BufWriter::with_capacity(1 << 20, &file), file: &file, crc: 0, bytes: 0, synced: 0 };
+    let faults = shared.options.faults.as_ref();
+    let mut out =
+        Body { writer: BufWriter::with_capacity(1 << 20, &file), file: &file, faults, crc: 0, bytes: 0, synced: 0 };
     let io = |e| Error::io(context("writing"), e);
     out.write(&[0u8; HEADER_BYTES]).map_err(io)?;
     out.crc = 0;
@@ -446,7 +449,7 @@ pub(crate) fn write(shared: &Shared) -> Result<Option<u64>> {
         written_us: platform::now_us(),
     };
     file.write_all_at(&header.encode(), 0).map_err(io)?;
-    file.sync_all().map_err(|e| Error::io(context("syncing"), e))?;
+    sync_checkpoint_file(&file, faults, File::sync_all).map_err(|e| Error::io(context("syncing"), e))?;
     drop(file);
     let target = path(&shared.dir);
     std::fs::rename(&temp, &target).map_err(|e| Error::io(context("renaming"), e))?;
@@ -498,6 +501,7 @@ fn bug(reason: String) -> Error {
 struct Body<'a> {
     writer: BufWriter<&'a File>,
     file: &'a File,
+    faults: Option<&'a FaultPlan>,
     crc: u32,
     bytes: u64,
     synced: u64,
@@ -515,11 +519,23 @@ impl Body<'_> {
             // appends waiting then take up to 21-24 ms (p99 13-14 ms); in 1 MiB slices, at most
             // 6 ms (p99 3 ms), for a checkpoint that takes as long to write.
             self.writer.flush()?;
-            self.file.sync_data()?;
+            sync_checkpoint_file(self.file, self.faults, File::sync_data)?;
             self.synced = self.bytes;
         }
         Ok(())
     }
+}
+
+/// Syncs a checkpoint file with `sync` (tests may make it fail: `FaultPlan::fail_checkpoint_syncs_after`).
+fn sync_checkpoint_file(
+    file: &File,
+    faults: Option<&FaultPlan>,
+    sync: impl FnOnce(&File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    if let Some(errno) = faults.and_then(FaultPlan::on_checkpoint_sync) {
+        return Err(std::io::Error::from_raw_os_error(errno));
+    }
+    sync(file)
 }
 
 /// Removes a checkpoint (a stale one after a full scan, or before a repair cuts the log),
