@@ -56,8 +56,49 @@ pub struct LatencyArgs {
     /// `rocksdb` feature); the first one's maximum sets a `%` rate.
     #[arg(long, default_value = "evstore,naive")]
     systems: String,
+    /// evstore only: also write an index checkpoint (`Store::checkpoint`) every this many
+    /// milliseconds during the open loop (0: only the store's own), to see what checkpoints
+    /// cost the appends waited on meanwhile.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    checkpoint_every_ms: u64,
     #[command(flatten)]
     common: Common,
+}
+
+/// Runs `phase` while another thread writes an index checkpoint of `store` every `every_ms`
+/// milliseconds (none with 0), and notes how many it wrote and how long they took.
+fn with_checkpoints(store: &evstore::Store, every_ms: u64, common: &Common, phase: impl FnOnce() -> Driven) -> Driven {
+    if every_ms == 0 {
+        return phase();
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (driven, written) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut written = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(every_ms));
+                if done.load(Ordering::SeqCst) {
+                    break;
+                }
+                let started = Instant::now();
+                let result = store.checkpoint();
+                written.push((started.elapsed(), result.map_err(|e| e.to_string())));
+            }
+            written
+        });
+        let driven = phase();
+        done.store(true, Ordering::SeqCst);
+        (driven, writer.join().unwrap_or_default())
+    });
+    let failed: Vec<&String> = written.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
+    let longest = written.iter().map(|(t, _)| *t).max().unwrap_or_default();
+    common.note(&format!(
+        "evstore: {} index checkpoints written during the open loop (one every {every_ms} ms), the longest in {:.1} ms{}",
+        written.len(),
+        longest.as_secs_f64() * 1e3,
+        if failed.is_empty() { String::new() } else { format!("; {} failed: {}", failed.len(), failed[0]) }
+    ));
+    driven
 }
 
 /// What `--rate` asks for.
@@ -143,8 +184,10 @@ pub fn run(args: &LatencyArgs) -> Result<(), String> {
                 args.producers,
                 |store| measure_max(&|load, progress| drive_windowed(&EvstoreClient(store), load, "max/", progress)),
                 |store| {
-                    open_loop(&|rate, progress| {
-                        drive_open_loop(&EvstoreClient(store), events, rate, args.seconds, args.producers, progress)
+                    with_checkpoints(store, args.checkpoint_every_ms, common, || {
+                        open_loop(&|rate, progress| {
+                            drive_open_loop(&EvstoreClient(store), events, rate, args.seconds, args.producers, progress)
+                        })
                     })
                 },
             )?
