@@ -515,9 +515,9 @@ impl Body<'_> {
         if self.bytes - self.synced >= CHECKPOINT_SYNC_BYTES {
             // A slice at a time: a disk's volatile write cache is flushed as a whole, so a
             // group's sync that lands while a whole checkpoint is flushed waits for all of it.
-            // Here (35-40 MB of checkpoint at 4 million events) one sync at the end made the
-            // appends waiting then take up to 21-24 ms (p99 13-14 ms); in 1 MiB slices, at most
-            // 6 ms (p99 3 ms), for a checkpoint that takes as long to write.
+            // With a checkpoint every half second of an open loop (`evstore-bench latency
+            // --checkpoint-every-ms 500`), one sync at the end gave a p99 of 25-124 ms, 1 MiB
+            // slices 3.2-4.8 ms, for checkpoints that take as long to write.
             self.writer.flush()?;
             sync_checkpoint_file(self.file, self.faults, File::sync_data)?;
             self.synced = self.bytes;
