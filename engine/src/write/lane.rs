@@ -49,6 +49,8 @@ pub(crate) const ENTRY_HEADER_BYTES: usize = 32;
 /// a whole header.
 const ENTRY_ALIGN: usize = ENTRY_HEADER_BYTES;
 
+/// Entries `held` may keep room for once it is empty again.
+const HELD_CAPACITY_KEPT: usize = 64;
 /// `position` of a failed append's result slot.
 const FAILED: u64 = u64::MAX;
 /// `alive` of a slot whose ticket is gone (or never existed).
@@ -470,6 +472,11 @@ impl Lane {
         // Its outcome was moved to `held`, or its error stored there.
         let mut held = self.lock_held();
         held.remove(&seq);
+        if held.is_empty() && held.capacity() > HELD_CAPACITY_KEPT {
+            // A burst of kept tickets (or of refused appends) is over: give its table back
+            // rather than keep its peak size for the lane's life.
+            *held = HashMap::new();
+        }
         let _ = alive.compare_exchange(seq | FAIL_BIT, FREE, Ordering::AcqRel, Ordering::Relaxed);
     }
 
@@ -477,6 +484,12 @@ impl Lane {
     #[cfg(test)]
     fn held_len(&self) -> usize {
         self.lock_held().len()
+    }
+
+    /// Entries `held` has room for (tests: a burst's table is given back).
+    #[cfg(test)]
+    fn held_capacity(&self) -> usize {
+        self.lock_held().capacity()
     }
 }
 
@@ -824,6 +837,27 @@ mod tests {
         *head += header.entry_bytes as u64;
         lane.set_head(*head);
         Some(records)
+    }
+
+    #[test]
+    fn held_gives_its_table_back_once_empty() {
+        let lane = Lane::new(1 << 16, 0);
+        let appends = 2000u64;
+        for seq in 0..appends {
+            let mut producer = lane.produce(false).expect("free");
+            producer.claim().ok().expect("fresh slots are free");
+            unsafe { *lane.next_seq.get() = seq + 1 };
+            producer.claimed = false; // published by hand
+                                      // Refused with its ticket alive: the error waits in `held`.
+            lane.set_failed(seq, Error::Closed);
+        }
+        assert_eq!(lane.held_len(), appends as usize);
+        assert!(lane.held_capacity() >= appends as usize);
+        for seq in 0..appends {
+            lane.release_ticket(seq);
+        }
+        assert_eq!(lane.held_len(), 0);
+        assert!(lane.held_capacity() <= HELD_CAPACITY_KEPT, "kept room for {} entries", lane.held_capacity());
     }
 
     #[test]
