@@ -517,6 +517,15 @@ fn note_waits(common: &Common, system: &str) {
     common.note(&format!(
         "{system}: {again} of {driven} streams made their caller block more than once (the stream's events were not all durable when its first blocking wait returned)"
     ));
+    let mean_us = |phase: usize| {
+        workload::STREAM_PHASES_NS[phase].load(std::sync::atomic::Ordering::Relaxed) / driven.max(1) / 1000
+    };
+    common.note(&format!(
+        "{system}: per stream (means): appending {} µs, then waiting for its first append {} µs, then for the others {} µs",
+        mean_us(0),
+        mean_us(1),
+        mean_us(2)
+    ));
 }
 
 /// A peer through the seed's client, no warm-up (as the seed measured them).

@@ -54,6 +54,9 @@ pub struct Shape {
 /// so it went out in more than one write as the caller saw it. And the streams it drove.
 pub static STREAMS_WAITED_AGAIN: AtomicU64 = AtomicU64::new(0);
 pub static STREAMS_DRIVEN: AtomicU64 = AtomicU64::new(0);
+/// The last `drive`'s round trip per stream, summed over its streams, in nanoseconds: making the
+/// stream's appends, waiting for the first one, and for the rest (in order) after that.
+pub static STREAM_PHASES_NS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
 
 /// Runs the workload on streams `{prefix}{i}`. Returns the wall time and the latency of every
 /// event in microseconds: from just before its `append` call (or one of the 15 before it) to the return of the wait that told
@@ -69,6 +72,9 @@ pub fn drive<C: Client>(
     let next = AtomicUsize::new(0);
     STREAMS_WAITED_AGAIN.store(0, Ordering::Relaxed);
     STREAMS_DRIVEN.store(0, Ordering::Relaxed);
+    for phase in &STREAM_PHASES_NS {
+        phase.store(0, Ordering::Relaxed);
+    }
     run_producers(shape.producers, |_, _, failed| produce(client, shape, prefix, &next, failed, progress))
 }
 
@@ -122,19 +128,29 @@ fn produce<C: Client>(
         }
         let stream = format!("{prefix}{i}");
         let mut started = StartClock::new();
+        let appending = Instant::now();
         for _ in 0..shape.events_per_stream {
             pending.push((started.before_append(), client.append(&producer, &stream, SEED_EVENTS)?));
         }
+        let appended = Instant::now();
+        let mut first_done = appended;
         let mut learned = LearnedClock::new();
         let mut blocking_waits = 0u32;
-        for (start, done) in pending.drain(..) {
+        for (k, (start, done)) in pending.drain(..).enumerate() {
             let blocked = client.wait(done)?;
+            if k == 0 {
+                first_done = Instant::now();
+            }
             blocking_waits += u32::from(blocked);
             let learned_at = learned.after_wait(blocked);
             latency_us.saturating_record(learned_at.saturating_duration_since(start).as_micros() as u64);
         }
         if blocking_waits > 1 {
             STREAMS_WAITED_AGAIN.fetch_add(1, Ordering::Relaxed);
+        }
+        let phases = [appended - appending, first_done - appended, first_done.elapsed()];
+        for (sum, phase) in STREAM_PHASES_NS.iter().zip(phases) {
+            sum.fetch_add(phase.as_nanos() as u64, Ordering::Relaxed);
         }
         STREAMS_DRIVEN.fetch_add(1, Ordering::Relaxed);
         progress.add(shape.events_per_stream as u64);
