@@ -375,6 +375,18 @@ unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
     }
 }
 
+/// `small_options` where nothing but a waiting caller writes a group: room for a whole run of
+/// appends in one group, the longest linger, a size threshold above the group (the tests of one
+/// write per waiting producer).
+pub fn waiter_only_options(backend: Backend) -> Options {
+    let mut options = small_options(backend);
+    options.group_bytes_max = 1 << 20;
+    options.segment_bytes = 8 << 20;
+    options.busy_group_bytes_min = 2 << 20;
+    options.linger = evstore::LINGER_LIMIT;
+    options
+}
+
 /// Wakes the thread that made it (`block_on`'s waker).
 pub struct ThreadWaker(pub std::thread::Thread);
 

@@ -7,19 +7,10 @@
 
 use std::time::Duration;
 
-use evstore::{Event, ExpectedVersion, Options, Store};
-use evstore_tests::{backends, open, small_options, temp_dir, watchdog};
+use evstore::{Event, ExpectedVersion, Store};
+use evstore_tests::{backends, open, temp_dir, waiter_only_options, watchdog};
 
 const RUN: usize = 200;
-
-fn options(backend: evstore::Backend) -> Options {
-    let mut options = small_options(backend);
-    options.group_bytes_max = 1 << 20;
-    options.segment_bytes = 8 << 20;
-    options.busy_group_bytes_min = 2 << 20;
-    options.linger = evstore::LINGER_LIMIT;
-    options
-}
 
 fn waited_run(store: &Store, stream: &str) {
     let tickets: Vec<_> = (0..RUN)
@@ -55,7 +46,7 @@ fn a_run_started_long_after_its_lane_was_drained_is_not_cut() {
     let _watchdog = watchdog("a_run_started_long_after_its_lane_was_drained_is_not_cut", 60);
     for backend in backends() {
         let dir = temp_dir("attack7-old-drain");
-        let Some(store) = open(dir.path(), options(backend)) else { continue };
+        let Some(store) = open(dir.path(), waiter_only_options(backend)) else { continue };
         let (a, b) = (store.clone(), store.clone());
         // The stamp of a's lane and its last drain: now.
         a.append("a", ExpectedVersion::Any, [Event::new("Lone", "x")]).expect("append").wait().expect("durable");
@@ -72,7 +63,7 @@ fn a_run_in_a_lane_reused_from_a_dropped_handle_is_not_cut() {
     let _watchdog = watchdog("a_run_in_a_lane_reused_from_a_dropped_handle_is_not_cut", 60);
     for backend in backends() {
         let dir = temp_dir("attack7-reused-lane");
-        let Some(store) = open(dir.path(), options(backend)) else { continue };
+        let Some(store) = open(dir.path(), waiter_only_options(backend)) else { continue };
         let b = store.clone();
         b.append("b", ExpectedVersion::Any, [Event::new("Lone", "x")]).expect("append").wait().expect("durable");
         // A handle's lane gets a stamp, is drained, and goes back to the pool with it.

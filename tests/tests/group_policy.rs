@@ -4,22 +4,11 @@
 
 use std::time::Duration;
 
-use evstore::{Event, ExpectedVersion, Options, Store};
-use evstore_tests::{backends, open, small_options, temp_dir, watchdog};
+use evstore::{Event, ExpectedVersion, Store};
+use evstore_tests::{backends, open, temp_dir, waiter_only_options, watchdog};
 
 /// A run of appends a producer makes before it waits.
 const RUN: usize = 300;
-
-fn options(backend: evstore::Backend) -> Options {
-    let mut options = small_options(backend);
-    // Room for a whole run in one group, and no other reason to write it than the waiting
-    // caller: the longest linger, a size threshold above the group.
-    options.group_bytes_max = 1 << 20;
-    options.segment_bytes = 8 << 20;
-    options.busy_group_bytes_min = 2 << 20;
-    options.linger = evstore::LINGER_LIMIT;
-    options
-}
 
 fn run(store: &Store, stream: &str) -> u64 {
     let tickets: Vec<_> = (0..RUN)
@@ -34,7 +23,7 @@ fn a_run_of_appends_followed_by_a_wait_is_one_write() {
     let _watchdog = watchdog("a_run_of_appends_followed_by_a_wait_is_one_write", 120);
     for backend in backends() {
         let dir = temp_dir("group-policy-run");
-        let Some(store) = open(dir.path(), options(backend)) else { continue };
+        let Some(store) = open(dir.path(), waiter_only_options(backend)) else { continue };
         for round in 0..5u64 {
             let before = store.stats();
             assert_eq!(run(&store, "runs"), (round + 1) * RUN as u64 - 1);
@@ -53,7 +42,7 @@ fn another_producers_wait_does_not_cut_a_run_in_two() {
     let _watchdog = watchdog("another_producers_wait_does_not_cut_a_run_in_two", 120);
     for backend in backends() {
         let dir = temp_dir("group-policy-two-producers");
-        let Some(store) = open(dir.path(), options(backend)) else { continue };
+        let Some(store) = open(dir.path(), waiter_only_options(backend)) else { continue };
         let (a, b) = (store.clone(), store.clone());
         // A is in the middle of its run (it has not waited yet) when B waits on its own run.
         let first_half: Vec<_> = (0..RUN / 2)
@@ -84,7 +73,7 @@ fn an_append_nobody_waits_on_is_written_after_the_linger_time() {
     let _watchdog = watchdog("an_append_nobody_waits_on_is_written_after_the_linger_time", 120);
     for backend in backends() {
         let dir = temp_dir("group-policy-linger");
-        let mut options = options(backend);
+        let mut options = waiter_only_options(backend);
         options.linger = Duration::from_millis(20);
         let Some(store) = open(dir.path(), options) else { continue };
         // The ticket is dropped: nobody waits, so only the linger time writes the group.
@@ -102,7 +91,7 @@ fn polling_mode_keeps_every_outcome() {
     let _watchdog = watchdog("polling_mode_keeps_every_outcome", 120);
     for backend in backends() {
         let dir = temp_dir("group-policy-polling");
-        let Some(store) = open(dir.path(), options(backend).polling(true)) else { continue };
+        let Some(store) = open(dir.path(), waiter_only_options(backend).polling(true)) else { continue };
         let producers: Vec<_> = (0..3)
             .map(|p| {
                 let store = store.clone();

@@ -14,6 +14,7 @@ use evstore::{Error, Event, ExpectedVersion, Options, RecordedEvent, Store};
 use evstore_tests::{damage, groups_on_disk, read_all, read_stream, segment_path, temp_dir, used_segments, watchdog};
 
 const CHECKPOINT: &str = "index.checkpoint";
+const TEMP_FILE: &str = "index.checkpoint.tmp";
 const STREAMS: [&str; 5] = ["a", "b", "c", "d", "e"];
 
 /// Several segments of 128 KiB, so checkpoints cover finished segments and part of the active one.
@@ -116,6 +117,37 @@ fn a_clean_close_leaves_a_checkpoint_that_answers_as_the_log_does() {
     same_as_full_scan(dir.path(), "second generation");
 }
 
+/// Appends `appends` appends of 1,000 tiny events each (8 bytes per location in a checkpoint),
+/// spread over the streams, waiting for each.
+fn fill_tiny(store: &Store, appends: usize) {
+    for i in 0..appends {
+        let events = (0..1000).map(|k| Event::new("Tiny", vec![(i + k) as u8; 8]));
+        store
+            .append(STREAMS[i % STREAMS.len()], ExpectedVersion::Any, events)
+            .expect("append")
+            .wait()
+            .expect("durable");
+    }
+}
+
+/// Opens `dir` (with its checkpoint) and a copy of it without any checkpoint, both with
+/// `options`: they must answer alike. Returns whether `dir` still held `TEMP_FILE` once opened.
+fn answers_as_a_full_scan_with(dir: &Path, options: &Options) -> bool {
+    let scratch = temp_dir("checkpoint-full-scan-with");
+    copy_dir(dir, scratch.path());
+    for name in [CHECKPOINT, TEMP_FILE] {
+        let _ = std::fs::remove_file(scratch.path().join(name));
+    }
+    let full = Store::open(scratch.path(), options.clone()).expect("open without a checkpoint");
+    let expected = answers(&full);
+    full.close().expect("close");
+    let store = Store::open(dir, options.clone()).expect("open from the checkpoint");
+    let temp_left = dir.join(TEMP_FILE).exists();
+    assert_eq!(answers(&store), expected, "the store answers as a full scan of its log does");
+    store.close().expect("close");
+    temp_left
+}
+
 #[test]
 fn a_checkpoint_made_durable_in_many_slices_answers_as_the_log_does() {
     let _watchdog = watchdog("a_checkpoint_made_durable_in_many_slices_answers_as_the_log_does", 120);
@@ -125,26 +157,11 @@ fn a_checkpoint_made_durable_in_many_slices_answers_as_the_log_does() {
     // 8 bytes per location: 500,000 events make a checkpoint of about 4 MiB, written and synced
     // 1 MiB at a time (log/checkpoint.rs).
     let store = Store::open(dir.path(), options.clone()).expect("open");
-    for i in 0..500 {
-        let events = (0..1000).map(|k| Event::new("Tiny", vec![(i + k) as u8; 8]));
-        store
-            .append(STREAMS[i % STREAMS.len()], ExpectedVersion::Any, events)
-            .expect("append")
-            .wait()
-            .expect("durable");
-    }
+    fill_tiny(&store, 500);
     store.close().expect("close");
     let bytes = std::fs::metadata(dir.path().join(CHECKPOINT)).expect("a checkpoint").len();
     assert!(bytes > 3 << 20, "a checkpoint of {bytes} bytes spans several slices");
-    let scratch = temp_dir("checkpoint-slices-full-scan");
-    copy_dir(dir.path(), scratch.path());
-    std::fs::remove_file(scratch.path().join(CHECKPOINT)).expect("remove");
-    let full = Store::open(scratch.path(), options.clone()).expect("open without a checkpoint");
-    let expected = answers(&full);
-    full.close().expect("close");
-    let store = Store::open(dir.path(), options).expect("open from the checkpoint");
-    assert_eq!(answers(&store), expected, "the store answers as a full scan of its log does");
-    store.close().expect("close");
+    answers_as_a_full_scan_with(dir.path(), &options);
 }
 
 #[test]
@@ -157,20 +174,10 @@ fn a_checkpoint_whose_sync_fails_between_slices_leaves_the_old_one_in_force() {
     options.checkpoint_log_bytes = u64::MAX / 4;
     options.faults = Some(plan.clone());
     let store = Store::open(dir.path(), options.clone()).expect("open");
-    let fill = |appends: usize| {
-        for i in 0..appends {
-            let events = (0..1000).map(|k| Event::new("Tiny", vec![(i + k) as u8; 8]));
-            store
-                .append(STREAMS[i % STREAMS.len()], ExpectedVersion::Any, events)
-                .expect("append")
-                .wait()
-                .expect("durable");
-        }
-    };
-    fill(300);
+    fill_tiny(&store, 300);
     store.checkpoint().expect("the first checkpoint");
     let old = std::fs::read(dir.path().join(CHECKPOINT)).expect("a checkpoint");
-    fill(100);
+    fill_tiny(&store, 100);
     // The first 1 MiB slice syncs, the second fails: the temporary file is half written.
     plan.fail_checkpoint_syncs_after(1, libc::EIO);
     match store.checkpoint() {
@@ -179,23 +186,13 @@ fn a_checkpoint_whose_sync_fails_between_slices_leaves_the_old_one_in_force() {
     }
     assert_eq!(std::fs::read(dir.path().join(CHECKPOINT)).expect("read"), old, "the old checkpoint is untouched");
     // The log is not affected: appends go on, and close (whose checkpoint fails too) succeeds.
-    fill(1);
+    fill_tiny(&store, 1);
     store.close().expect("close");
     assert_eq!(std::fs::read(dir.path().join(CHECKPOINT)).expect("read"), old, "still the old checkpoint");
-    assert!(dir.path().join("index.checkpoint.tmp").exists(), "the failed checkpoint left its temporary file");
+    assert!(dir.path().join(TEMP_FILE).exists(), "the failed checkpoint left its temporary file");
     plan.clear();
-    let scratch = temp_dir("checkpoint-sync-fails-full-scan");
-    copy_dir(dir.path(), scratch.path());
-    let _ = std::fs::remove_file(scratch.path().join(CHECKPOINT));
-    let _ = std::fs::remove_file(scratch.path().join("index.checkpoint.tmp"));
-    let full = Store::open(scratch.path(), options.clone()).expect("open without a checkpoint");
-    let expected = answers(&full);
-    full.close().expect("close");
     // The old checkpoint and the log after it answer as the whole log does.
-    let store = Store::open(dir.path(), options).expect("open from the old checkpoint");
-    assert!(!dir.path().join("index.checkpoint.tmp").exists(), "open removes the half-written temporary file");
-    assert_eq!(answers(&store), expected, "the store answers as a full scan of its log does");
-    store.close().expect("close");
+    assert!(!answers_as_a_full_scan_with(dir.path(), &options), "open removes the half-written temporary file");
 }
 
 #[test]
