@@ -175,7 +175,12 @@ impl LaneCursor {
 /// its linger: someone waits for one of its unplaced appends, or its ring is over half full
 /// (its producer rings the doorbell then too, see `Producer::half_full`).
 fn lane_urgent(cursor: &LaneCursor, tail: u64) -> bool {
-    tail - cursor.head > cursor.lane.capacity() as u64 / 2 || cursor.lane.awaited(cursor.seq)
+    ring_half_full(cursor, tail) || cursor.lane.awaited(cursor.seq)
+}
+
+/// Whether a lane with appends up to `tail` holds over half its ring undrained.
+fn ring_half_full(cursor: &LaneCursor, tail: u64) -> bool {
+    tail - cursor.head > cursor.lane.capacity() as u64 / 2
 }
 
 /// Whether the segment after `segment` should be zeroed under `SegmentPrepare::Auto`: while
@@ -690,7 +695,7 @@ impl Submitter {
         if cursor.lane.awaited(cursor.seq) {
             return Some(true);
         }
-        if linger_ns == 0 || lane_urgent(cursor, tail) {
+        if linger_ns == 0 || ring_half_full(cursor, tail) {
             return Some(false);
         }
         let now = *now_ns.get_or_insert_with(platform::monotonic_ns);
