@@ -302,24 +302,35 @@ impl Store {
         validate_stream(stream)?;
         let append_bytes_max = shared.options.group_bytes_max - GROUP_HEADER_BYTES;
         // The events are collected (on the stack for up to 4) and checked before anything is
-        // written: the ring is then written once, straight from the caller's bytes.
-        let mut batch: smallvec::SmallVec<[Event<'a>; 4]> = smallvec::SmallVec::new();
-        let mut record_bytes = 0usize;
-        for event in events {
-            if batch.len() >= APPEND_EVENTS_MAX {
-                return Err(Error::AppendTooLarge {
-                    events: batch.len() + 1,
-                    size: record_bytes,
-                    max: append_bytes_max,
-                    events_max: APPEND_EVENTS_MAX,
-                });
+        // written: the ring is then written once, straight from the caller's bytes. One event
+        // (the common call) skips the collection.
+        let mut events = events.into_iter();
+        let Some(first) = events.next() else { return Err(Error::EmptyAppend) };
+        let mut record_bytes = check_event(stream, &first, (0, 0), append_bytes_max)?;
+        let one;
+        let mut many: smallvec::SmallVec<[Event<'a>; 4]> = smallvec::SmallVec::new();
+        let batch: &[Event<'a>] = match events.next() {
+            None => {
+                one = first;
+                std::slice::from_ref(&one)
             }
-            record_bytes += check_event(stream, &event, (batch.len(), record_bytes), append_bytes_max)?;
-            batch.push(event);
-        }
-        if batch.is_empty() {
-            return Err(Error::EmptyAppend);
-        }
+            Some(second) => {
+                many.push(first);
+                for event in std::iter::once(second).chain(events) {
+                    if many.len() >= APPEND_EVENTS_MAX {
+                        return Err(Error::AppendTooLarge {
+                            events: many.len() + 1,
+                            size: record_bytes,
+                            max: append_bytes_max,
+                            events_max: APPEND_EVENTS_MAX,
+                        });
+                    }
+                    record_bytes += check_event(stream, &event, (many.len(), record_bytes), append_bytes_max)?;
+                    many.push(event);
+                }
+                &many
+            }
+        };
         let local = &self.local;
         let lane = local.lane();
         let (entry_bytes, inline) = lane::entry_bytes(record_bytes, lane.capacity());
@@ -376,11 +387,11 @@ impl Store {
         producer.write_header(entry, &header);
         if inline {
             let body = producer.entry_mut(entry + lane::ENTRY_HEADER_BYTES as u64, record_bytes);
-            encode_events(body, stream, &batch);
+            encode_events(body, stream, batch);
         } else {
             // Large appends are encoded on the heap (the allocation is small beside the copy).
             let mut records = vec![0u8; record_bytes].into_boxed_slice();
-            encode_events(&mut records, stream, &batch);
+            encode_events(&mut records, stream, batch);
             producer.write_indirect(entry, records);
         }
         let seq = producer.publish(entry, entry_bytes);
