@@ -162,6 +162,7 @@ impl Shared {
     /// idle, only an `urgent` matter (a caller started waiting, a ring is half full) while it
     /// lingers on an open group, whose appends it drains when the group's time is up. So a
     /// producer appending a run of events wakes it at most once, not once per append.
+    #[inline]
     pub(crate) fn ring_doorbell(&self, urgent: bool) {
         loop {
             let state = self.submitter_sleeping.load(Ordering::SeqCst);

@@ -558,6 +558,7 @@ impl Store {
     }
 }
 
+#[inline]
 fn validate_stream(stream: &str) -> Result<()> {
     if stream.is_empty() {
         return Err(Error::InvalidStreamId { stream: String::new(), reason: "it is empty" });
@@ -574,6 +575,7 @@ fn validate_stream(stream: &str) -> Result<()> {
 /// Checks one event of an append whose earlier `so_far.0` events take `so_far.1` record bytes;
 /// returns its record's size. Checked before any copy: a 2 GiB event is refused without
 /// touching its bytes.
+#[inline]
 fn check_event(stream: &str, event: &Event<'_>, so_far: (usize, usize), append_bytes_max: usize) -> Result<usize> {
     let (events_before, so_far) = so_far;
     if event.event_type.is_empty() {
@@ -605,6 +607,7 @@ fn check_event(stream: &str, event: &Event<'_>, so_far: (usize, usize), append_b
 
 /// Encodes the checked `events` one after another into `out` (exactly their records' bytes);
 /// the last one carries the commit flag.
+#[inline]
 fn encode_events(out: &mut [u8], stream: &str, events: &[Event<'_>]) {
     let mut at = 0;
     for (k, event) in events.iter().enumerate() {

@@ -27,6 +27,7 @@ impl Local {
     }
 
     /// This handle's lane, taken from the store's lanes at the first call.
+    #[inline]
     pub(crate) fn lane(&self) -> &Arc<Lane> {
         &self.lane.get_or_init(|| self.shared.lanes.acquire()).0
     }
@@ -57,6 +58,7 @@ pub struct Ticket {
 }
 
 impl Drop for Ticket {
+    #[inline]
     fn drop(&mut self) {
         self.unblock();
         self.lane().release_ticket(self.seq);
@@ -71,19 +73,23 @@ impl std::fmt::Debug for Ticket {
 
 impl Ticket {
     /// The ticket of append `seq` of `local`'s lane, just published.
+    #[inline]
     pub(crate) fn new(local: Arc<Local>, seq: u64, events: u32) -> Ticket {
         Ticket { local, seq, events, blocked: false }
     }
 
+    #[inline]
     fn shared(&self) -> &Shared {
         &self.local.shared
     }
 
+    #[inline]
     fn lane(&self) -> &Lane {
         self.local.lane()
     }
 
     /// The outcome, if known. `seq_cst` for the re-check done before sleeping.
+    #[inline]
     fn check(&self, ordering: Ordering) -> Option<Result<Appended>> {
         match self.lane().outcome(self.seq) {
             Outcome::Failed(error) => return Some(Err(error)),
@@ -119,6 +125,7 @@ impl Ticket {
         }
     }
 
+    #[inline]
     fn unblock(&mut self) {
         if self.blocked {
             self.blocked = false;
@@ -166,6 +173,7 @@ impl Ticket {
     }
 
     /// Whether the outcome is already known (durable or failed).
+    #[inline]
     pub fn is_done(&self) -> bool {
         self.check(Ordering::SeqCst).is_some()
     }

@@ -58,6 +58,7 @@ pub(crate) fn unpack_location(location: u64) -> (u64, usize) {
 }
 
 /// The stream hash, computed by producers on their own core so the submitter does not have to.
+#[inline]
 pub(crate) fn stream_hash(stream: &str) -> u64 {
     // A fixed seed: the hash never leaves the process, and a fixed one keeps runs reproducible.
     foldhash::fast::FixedState::with_seed(0x5eed_e7e5_70e0_0001).hash_one(stream.as_bytes())

@@ -104,6 +104,7 @@ pub(crate) fn record_crc(bytes: &[u8], len: usize) -> u32 {
 }
 
 /// Encoded length of one event's record.
+#[inline]
 pub(crate) fn record_len(stream: &str, event_type: &str, metadata: &[u8], data: &[u8]) -> usize {
     RECORD_HEADER_BYTES + stream.len() + event_type.len() + metadata.len() + data.len()
 }
@@ -127,6 +128,7 @@ pub(crate) fn encode_unsealed(
 
 /// [`encode_unsealed`] into the first `record_len(..)` bytes of `target` (a producer's queue
 /// ring, write/lane.rs): every byte of the record is written, none is read.
+#[inline]
 pub(crate) fn encode_unsealed_into(
     target: &mut [u8],
     stream: &str,

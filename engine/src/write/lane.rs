@@ -82,6 +82,7 @@ pub(crate) struct EntryHeader {
 }
 
 impl EntryHeader {
+    #[inline]
     fn encode(&self, out: &mut [u8]) {
         let (expected_kind, expected_value) = match self.expected {
             ExpectedVersion::Any => (0u8, 0u64),
@@ -101,6 +102,7 @@ impl EntryHeader {
         out[..ENTRY_HEADER_BYTES].copy_from_slice(&h);
     }
 
+    #[inline]
     fn decode(h: &[u8]) -> EntryHeader {
         let u32_at = |at: usize| u32::from_le_bytes(h[at..at + 4].try_into().expect("4 bytes"));
         let u64_at = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().expect("8 bytes"));
@@ -129,6 +131,7 @@ impl EntryHeader {
 
 /// Bytes an append of `record_bytes` takes in a ring of `capacity` bytes, and whether it goes
 /// inline.
+#[inline]
 pub(crate) fn entry_bytes(record_bytes: usize, capacity: usize) -> (usize, bool) {
     let inline = (ENTRY_HEADER_BYTES + record_bytes).next_multiple_of(ENTRY_ALIGN);
     if inline <= capacity / 4 {
@@ -243,14 +246,17 @@ impl Lane {
         }
     }
 
+    #[inline]
     pub(crate) fn capacity(&self) -> usize {
         self.ring.len()
     }
 
+    #[inline]
     fn slot(&self, seq: u64) -> &ResultSlot {
         &self.results[(seq % LANE_RESULT_SLOTS as u64) as usize]
     }
 
+    #[inline]
     fn alive(&self, seq: u64) -> &AtomicU64 {
         &self.alive[(seq % LANE_RESULT_SLOTS as u64) as usize]
     }
@@ -265,6 +271,7 @@ impl Lane {
         self.head.load(Ordering::SeqCst) == self.tail.load(Ordering::SeqCst)
     }
 
+    #[inline]
     fn ring_ptr(&self, offset: u64) -> *mut u8 {
         self.ring[(offset & self.mask) as usize].get()
     }
@@ -273,6 +280,7 @@ impl Lane {
 
     /// Takes the producer side. `spin_only`: give up (None) rather than wait long, for a caller
     /// that must not block (the submitter thread itself).
+    #[inline]
     pub(crate) fn produce(&self, spin_only: bool) -> Option<Producer<'_>> {
         let mut spins = 0u32;
         while self.producing.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
@@ -293,6 +301,7 @@ impl Lane {
 
     /// The entry at `head`, if one is published. Skip entries are passed over (and `head`
     /// moved past them); returns the header and the offset of its body.
+    #[inline]
     pub(crate) fn peek(&self, head: &mut u64, tail: u64) -> Option<(EntryHeader, u64)> {
         loop {
             if *head == tail {
@@ -311,6 +320,7 @@ impl Lane {
     }
 
     /// The published tail.
+    #[inline]
     pub(crate) fn tail(&self) -> u64 {
         self.tail.load(Ordering::Acquire)
     }
@@ -319,6 +329,7 @@ impl Lane {
     ///
     /// # Safety
     /// The entry must be published and not yet released with [`Lane::release`].
+    #[inline]
     pub(crate) unsafe fn records(&self, header: &EntryHeader, body: u64) -> &[u8] {
         let len = header.record_bytes as usize;
         match header.kind {
@@ -343,6 +354,7 @@ impl Lane {
     ///
     /// # Safety
     /// Once per entry, after its records are no longer used.
+    #[inline]
     pub(crate) unsafe fn consumed(&self, header: &EntryHeader, body: u64) {
         if header.kind == EntryKind::Indirect {
             // SAFETY: made by `Box::into_raw` of a boxed slice of `record_bytes` in
@@ -353,11 +365,13 @@ impl Lane {
 
     /// Hands the ring bytes below `head` back to the producer (once per drain, not per entry:
     /// the producer's core reads `head`).
+    #[inline]
     pub(crate) fn set_head(&self, head: u64) {
         self.head.store(head, Ordering::Release);
     }
 
     /// Records append `seq`'s outcome: placed at `position` with last version `version`.
+    #[inline]
     pub(crate) fn set_placed(&self, seq: u64, position: u64, version: u64) {
         let slot = self.slot(seq);
         slot.seq.store(WRITING, Ordering::Relaxed);
@@ -391,11 +405,13 @@ impl Lane {
     /// far): one of another lane ordered behind it, or its own producer waiting for a result
     /// slot. The submitter drains such a lane at once; others wait for their linger time
     /// (write/submitter.rs).
+    #[inline]
     pub(crate) fn awaited(&self, placed: u64) -> bool {
         self.blocked.load(Ordering::SeqCst) > 0 || self.drain_mark.load(Ordering::SeqCst) > placed
     }
 
     /// When the producer last published into this lane while it was empty (0: never).
+    #[inline]
     pub(crate) fn run_started_ns(&self) -> u64 {
         self.run_started_ns.load(Ordering::Acquire)
     }
@@ -403,6 +419,7 @@ impl Lane {
     // ----- tickets -----
 
     /// Append `seq`'s outcome as known now (for its live ticket).
+    #[inline]
     pub(crate) fn outcome(&self, seq: u64) -> Outcome {
         let slot = self.slot(seq);
         let first = slot.seq.load(Ordering::SeqCst);
@@ -464,6 +481,7 @@ impl Lane {
     }
 
     /// The ticket of append `seq` is dropped.
+    #[inline]
     pub(crate) fn release_ticket(&self, seq: u64) {
         let alive = self.alive(seq);
         if alive.compare_exchange(seq, FREE, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
@@ -541,6 +559,7 @@ pub(crate) enum Wait {
 
 impl Producer<'_> {
     /// The sequence number the next published append gets.
+    #[inline]
     pub(crate) fn next_seq(&self) -> u64 {
         // SAFETY: only the holder of `producing` touches `next_seq`.
         unsafe { *self.lane.next_seq.get() }
@@ -549,6 +568,7 @@ impl Producer<'_> {
     /// Makes room for an entry of `bytes` (see [`entry_bytes`]) at the tail, writing a skip
     /// entry over the end of the ring if the entry would wrap. Returns the entry's offset, or
     /// what it waits for.
+    #[inline]
     pub(crate) fn reserve(&mut self, bytes: usize) -> Result<u64, Wait> {
         let lane = self.lane;
         let capacity = lane.capacity() as u64;
@@ -579,6 +599,7 @@ impl Producer<'_> {
     }
 
     /// The ring bytes of the entry reserved at `entry`.
+    #[inline]
     pub(crate) fn entry_mut(&mut self, entry: u64, bytes: usize) -> &mut [u8] {
         // SAFETY: reserved by `reserve`: free, not wrapping, owned by the producer until it is
         // published.
@@ -588,6 +609,7 @@ impl Producer<'_> {
     /// Claims the result slot of the next append for its ticket. If the slot's previous append
     /// still has a live ticket, its outcome is moved to `held` first, which needs that append
     /// placed: `Err(Wait::Slot)` until it is.
+    #[inline]
     pub(crate) fn claim(&mut self) -> Result<(), Wait> {
         let lane = self.lane;
         let seq = self.next_seq();
@@ -634,6 +656,7 @@ impl Producer<'_> {
 
     /// Publishes the entry of `bytes` reserved at `entry` (its header and records written) as
     /// the next append. Returns the append's sequence number.
+    #[inline]
     pub(crate) fn publish(&mut self, entry: u64, bytes: usize) -> u64 {
         let seq = self.next_seq();
         // SAFETY: only the holder of `producing` touches `next_seq`.
@@ -651,12 +674,14 @@ impl Producer<'_> {
     }
 
     /// Whether the ring is more than half full.
+    #[inline]
     pub(crate) fn half_full(&self) -> bool {
         let lane = self.lane;
         lane.tail.load(Ordering::Relaxed) - lane.head.load(Ordering::Relaxed) > lane.capacity() as u64 / 2
     }
 
     /// Writes an entry's header at `entry`.
+    #[inline]
     pub(crate) fn write_header(&mut self, entry: u64, header: &EntryHeader) {
         header.encode(self.entry_mut(entry, ENTRY_HEADER_BYTES));
     }
@@ -725,6 +750,7 @@ impl Lanes {
     /// Orders append `seq` of `lane` (about to be published) after every earlier append to a
     /// stream of the bucket of `hash` (see the type's doc). `Err(())` if it would have to wait
     /// and `may_wait` is false. `wait` is called between looks.
+    #[inline]
     pub(crate) fn order(
         &self,
         hash: u64,

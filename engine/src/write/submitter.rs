@@ -242,6 +242,7 @@ thread_local! {
 /// Whether the calling thread is `shared`'s submitter (a waker polling its task inline), which
 /// must never wait for itself. A thread-local read: cheaper than comparing thread handles on
 /// every append.
+#[inline]
 pub(crate) fn on_submitter_of(shared: &Arc<Shared>) -> bool {
     SUBMITTER_OF.with(|of| of.get() == Arc::as_ptr(shared) as usize)
 }
