@@ -497,6 +497,90 @@ mod tests {
         }
     }
 
+    /// attack8: the word-wise `seal_into` against the byte-wise `seal` and an independent CRC
+    /// (the crc32c crate over the sealed bytes) at the values where its three words split the
+    /// fields: positions and versions at 0, 2^16, 2^32, 2^47 and 2^48 - 1 (and their neighbours),
+    /// timestamps at 0 and u64::MAX, every field length at its extremes (the three length bytes
+    /// [20, 24) ride in the second word with the version's high bits), and a target longer than
+    /// the record, whose bytes past it must stay untouched.
+    #[test]
+    fn seal_into_equals_seal_at_the_field_boundaries() {
+        let edges: [u64; 14] = [
+            0,
+            1,
+            0xffff,
+            0x1_0000,
+            0x1_0001,
+            0xffff_ffff,
+            0x1_0000_0000,
+            0xffff_ffff_ffff >> 1,
+            1 << 47,
+            0xaaaa_aaaa_aaaa,
+            0x5555_5555_5555,
+            0xffff_0000_ffff,
+            POSITION_MAX - 1,
+            POSITION_MAX,
+        ];
+        let long_stream = "s".repeat(255);
+        let long_type = "\u{e9}".repeat(127) + "t";
+        assert_eq!(long_type.len(), 255);
+        let metadata_max = vec![0xfeu8; u16::MAX as usize];
+        let shapes: [(&str, &str, &[u8], &[u8]); 6] = [
+            ("s", "t", b"", b""),
+            (&long_stream, &long_type, b"", b""),
+            ("s", &long_type, &metadata_max, b"x"),
+            (&long_stream, "t", &metadata_max[..256], b"12345678"),
+            (&long_stream, &long_type, &metadata_max, b"data"),
+            ("s", "t", &metadata_max[..255], b""),
+        ];
+        for (stream, event_type, metadata, data) in shapes {
+            for commit in [false, true] {
+                let mut source = RecordBytes::new();
+                encode_unsealed(&mut source, stream, event_type, metadata, data, commit);
+                let len = source.len();
+                for &position in &edges {
+                    for &version in &edges {
+                        for timestamp_us in [0, 1, 1 << 63, u64::MAX] {
+                            let mut in_place = source.clone();
+                            assert_eq!(seal(&mut in_place, position, version, timestamp_us), len);
+                            let mut target = vec![0x5au8; len + 40];
+                            assert_eq!(seal_into(&mut target, &source, position, version, timestamp_us), len);
+                            let what = format!(
+                                "position {position:#x} version {version:#x} timestamp {timestamp_us:#x} \
+                                 lengths ({}, {}, {}, {}) commit {commit}",
+                                stream.len(),
+                                event_type.len(),
+                                metadata.len(),
+                                data.len()
+                            );
+                            assert!(target[..len] == in_place[..], "seal_into differs from seal: {what}");
+                            assert!(target[len..].iter().all(|&b| b == 0x5a), "bytes past the record written: {what}");
+                            let crc = crc32c::crc32c_append(
+                                crc32c::crc32c_append(
+                                    crc32c::crc32c(&target[RECORD_HEADER_BYTES..len]),
+                                    &target[8..32],
+                                ),
+                                &target[0..4],
+                            );
+                            assert_eq!(crc, u32_at(&target, 4), "stored CRC is not the crate's: {what}");
+                            assert_eq!(target[20..24], source[20..24], "field lengths changed: {what}");
+                            let view = decode(&target).unwrap_or_else(|e| panic!("{what}: {e}"));
+                            assert_eq!(
+                                (view.position, view.version, view.timestamp_us, view.commit, view.len),
+                                (position, version, timestamp_us, commit, len),
+                                "{what}"
+                            );
+                            assert_eq!(view.stream, stream.as_bytes(), "{what}");
+                            assert_eq!(view.event_type, event_type.as_bytes(), "{what}");
+                            assert_eq!(view.metadata, metadata, "{what}");
+                            assert_eq!(view.data, data, "{what}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
