@@ -61,6 +61,14 @@ fn prefetch(address: *const u8) {
 /// are in flight at once. Prefetching past the published tail only warms lines; it never faults.
 const PREFETCH_AHEAD_BYTES: usize = 512;
 
+/// Idle polling (`Submitter::idle_poll`): after a group of at most this many appends...
+const IDLE_POLL_APPENDS_MAX: u64 = 8;
+/// ...the submitter spins up to this long for the next append that someone waits on...
+const IDLE_POLL_NS: u64 = 100_000;
+/// The longest the submitter spins for the completion of a small group (`Submitter::poll_io`)
+/// before it sleeps until it.
+const IO_POLL_NS: u64 = 500_000;
+
 /// Bookkeeping of one buffer of the pool.
 #[derive(Default, Clone)]
 struct Slot {
@@ -136,6 +144,49 @@ struct Submitter {
     busy_group_bytes_min: usize,
     linger_ns: u64,
     polling: bool,
+    /// `Options::poll_small_writes` (and not `polling`, which spins everywhere).
+    poll_small_writes: bool,
+    /// When to spin for the next append instead of sleeping (see `Submitter::idle_poll`).
+    idle_poll: IdlePoll,
+}
+
+/// The idle-polling policy: poll once after each small group is published (at most
+/// `IDLE_POLL_APPENDS_MAX` appends), but after `n` polls in a row that found nothing, skip the
+/// next `2^n - 1` chances (at most 63): a caller that comes back within `IDLE_POLL_NS` keeps
+/// the submitter polling; one that does not soon stops costing it anything.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct IdlePoll {
+    armed: bool,
+    misses: u32,
+    skip: u32,
+}
+
+impl IdlePoll {
+    /// A group of `appends` appends was published.
+    fn published(&mut self, appends: u64) {
+        self.armed = appends <= IDLE_POLL_APPENDS_MAX;
+    }
+
+    /// Whether the coming sleep polls first (once per arming).
+    fn due(&mut self) -> bool {
+        if !std::mem::take(&mut self.armed) {
+            return false;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return false;
+        }
+        true
+    }
+
+    fn found(&mut self) {
+        self.misses = 0;
+    }
+
+    fn missed(&mut self) {
+        self.misses = (self.misses + 1).min(6);
+        self.skip = (1 << self.misses) - 1;
+    }
 }
 
 /// The submitter's place in one lane.
@@ -397,6 +448,8 @@ impl Submitter {
             busy_group_bytes_min: options.busy_group_bytes_min,
             linger_ns: options.linger.as_nanos() as u64,
             polling: options.polling,
+            poll_small_writes: options.poll_small_writes && !options.polling,
+            idle_poll: IdlePoll::default(),
             shared,
         };
         if submitter.segment.is_none() || window_grew {
@@ -534,6 +587,9 @@ impl Submitter {
         let group_deadline = self.current.map(|_| self.opened_ns.saturating_add(self.linger_ns));
         let lanes_pending = self.lanes.iter().any(|cursor| cursor.pending_since_ns != 0);
         let state = if group_deadline.is_some() || lanes_pending { LINGERING } else { IDLE };
+        if state == IDLE && self.poll_small_writes && self.idle_poll.due() && self.idle_poll() {
+            return;
+        }
         shared.submitter_sleeping.store(state, Ordering::SeqCst);
         let (urgent, lane_deadline) = self.look_at_lanes();
         // Idle, but appends came in: look again lingering (producers do not ring for each one).
@@ -554,11 +610,45 @@ impl Submitter {
         shared.submitter_sleeping.store(AWAKE, Ordering::SeqCst);
     }
 
+    /// Spins (staying `AWAKE`, so producers do not ring) for up to `IDLE_POLL_NS` until a lane
+    /// is due at once (a caller waits on it, or its ring is half full) or the store closes.
+    /// Returns whether one is; otherwise the caller sleeps as usual.
+    ///
+    /// Why: a caller that appends one event and waits, again and again, finds the submitter
+    /// asleep each time, and waking a halted vCPU costs this machine 20-50 us, a fifth of such a
+    /// round trip (docs/results.md). Polling only after a small group, and less and less often
+    /// while polls find nothing, keeps the spin to callers that come back that quickly: a
+    /// producer of long runs, or one appending now and then, does not pay for it.
+    fn idle_poll(&mut self) -> bool {
+        let end = platform::monotonic_ns().saturating_add(IDLE_POLL_NS);
+        loop {
+            // A yield, not a bare spin: the caller this thread just woke may have been queued
+            // on this core, and a spin at this thread's raised priority kept it waiting.
+            std::thread::yield_now();
+            self.refresh_lanes();
+            let due = self.lanes.iter().any(|cursor| {
+                let tail = cursor.lane.tail.load(Ordering::SeqCst);
+                tail != cursor.head && lane_urgent(cursor, tail)
+            });
+            if due || self.shared.closing.load(Ordering::SeqCst) || self.poisoned() {
+                self.idle_poll.found();
+                return true;
+            }
+            if platform::monotonic_ns() >= end {
+                self.idle_poll.missed();
+                return false;
+            }
+        }
+    }
+
     /// Sleeps until a write completes, or a caller starts waiting on an append of the open group
     /// (or of a lane), or a ring is half full: so the next group can be written while earlier
     /// ones are in flight, instead of after them. Backends that cannot wait on both wait for a
     /// completion only.
     fn sleep_on_io(&mut self) {
+        if self.io_poll_due() && self.poll_io() {
+            return;
+        }
         let shared = self.shared.clone();
         shared.submitter_sleeping.store(IO_WAIT, Ordering::SeqCst);
         let (urgent, _) = self.look_at_lanes();
@@ -576,6 +666,55 @@ impl Submitter {
         if !matches!(slept, Ok(true)) {
             // No combined wait (or it failed: `reap` then meets and reports the failure).
             self.reap(1);
+        }
+    }
+
+    /// Whether to spin for the oldest write's completion (`poll_io`) rather than sleep
+    /// (`Options::poll_small_writes`): it is a small group (at most `IDLE_POLL_APPENDS_MAX`
+    /// appends), whose callers wait on an append or two at a time, so the wake-up is a large
+    /// part of their latency; and no lane holds appends (no producer is appending).
+    fn io_poll_due(&self) -> bool {
+        self.poll_small_writes
+            && self.in_flight.front().is_some_and(|&slot| self.slots[slot].appends <= IDLE_POLL_APPENDS_MAX)
+            // A producer in the middle of a run may need this core more than the write does.
+            && self.lanes.iter().all(|cursor| cursor.lane.tail() == cursor.head)
+    }
+
+    /// Spins (staying `AWAKE`) for up to `IO_POLL_NS` until a write in flight completes (and is
+    /// published by `reap`), a lane is due while the pipeline has room, or the store closes or is
+    /// poisoned. Returns whether one of those happened; otherwise the caller sleeps as usual.
+    ///
+    /// Why: sleeping until a completion costs the wake-up of a halted vCPU (20-50 us here) on top
+    /// of the write; polling mode avoids it for every write, this only for small groups.
+    fn poll_io(&mut self) -> bool {
+        let end = platform::monotonic_ns().saturating_add(IO_POLL_NS);
+        let in_flight = self.in_flight.len();
+        loop {
+            // A yield, not a bare spin: the caller this thread just woke may have been queued
+            // on this core, and a spin at this thread's raised priority kept it waiting.
+            std::thread::yield_now();
+            if self.io.poll().is_err() {
+                // `reap`, below or at the next turn, meets the failure and reports it.
+                return true;
+            }
+            if !self.reap(0) || self.in_flight.len() < in_flight || self.poisoned() {
+                return true;
+            }
+            if self.shared.closing.load(Ordering::SeqCst) {
+                return true;
+            }
+            if self.in_flight.len() < self.depth {
+                self.refresh_lanes();
+                if self.lanes.iter().any(|cursor| {
+                    let tail = cursor.lane.tail.load(Ordering::SeqCst);
+                    tail != cursor.head && lane_urgent(cursor, tail)
+                }) {
+                    return true;
+                }
+            }
+            if platform::monotonic_ns() >= end {
+                return false;
+            }
         }
     }
 
@@ -1062,6 +1201,7 @@ impl Submitter {
     /// resolved finds its events in a stream read.
     fn publish(&mut self, slot: usize) {
         let meta = &self.slots[slot];
+        self.idle_poll.published(meta.appends);
         let shared = &self.shared;
         {
             let mut streams = shared.index.write_streams();
@@ -1200,5 +1340,40 @@ impl Submitter {
         // covers it whole, and a recovery after a crash scans from its end on.
         self.maybe_checkpoint(1);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod idle_poll_tests {
+    use super::{IdlePoll, IDLE_POLL_APPENDS_MAX};
+
+    #[test]
+    fn polls_once_per_small_group_and_backs_off_while_polls_find_nothing() {
+        let mut policy = IdlePoll::default();
+        assert!(!policy.due(), "nothing published yet");
+        policy.published(IDLE_POLL_APPENDS_MAX + 1);
+        assert!(!policy.due(), "a large group does not arm it");
+        policy.published(1);
+        assert!(policy.due());
+        assert!(!policy.due(), "once per publication");
+
+        // Misses in a row skip 1, 3, 7, ... chances, up to 63.
+        for (misses, skipped) in [(1, 1), (2, 3), (3, 7), (4, 15), (5, 31), (6, 63), (7, 63)] {
+            policy.missed();
+            for _ in 0..skipped {
+                policy.published(1);
+                assert!(!policy.due(), "after {misses} misses");
+            }
+            policy.published(1);
+            assert!(policy.due(), "after {misses} misses, {skipped} chances skipped");
+        }
+
+        // One poll that finds an append resets the count: the next miss skips one chance.
+        policy.found();
+        policy.missed();
+        policy.published(1);
+        assert!(!policy.due());
+        policy.published(1);
+        assert!(policy.due());
     }
 }

@@ -58,6 +58,11 @@ pub(crate) trait IoBackend: Send {
         let _ = (word, value);
         Ok(false)
     }
+    /// Makes finished writes visible to `complete(0, ..)` without blocking, where the backend
+    /// needs a call into the kernel for that (io_uring runs its completion work there).
+    fn poll(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Wraps a backend and injects the faults of a [`FaultPlan`].
@@ -121,5 +126,9 @@ impl IoBackend for FaultyIo {
             return Ok(true);
         }
         self.inner.sleep(word, value)
+    }
+
+    fn poll(&mut self) -> std::io::Result<()> {
+        self.inner.poll()
     }
 }
