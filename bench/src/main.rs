@@ -204,6 +204,11 @@ struct Common {
     /// sleeping (Options::polling; more CPU for more throughput).
     #[arg(long)]
     polling: bool,
+    /// Turn off evstore's polling around small writes (Options::poll_small_writes, on by
+    /// default: the submitter polls, with yields, for the completion of a group of at most 8
+    /// appends and briefly for the next awaited append, instead of sleeping).
+    #[arg(long)]
+    no_poll_small_writes: bool,
     /// Bytes of each evstore producer handle's queue, in KiB (Options::queue_bytes; a power of two).
     #[arg(long, default_value_t = 256, value_name = "KIB")]
     queue_kib: usize,
@@ -294,6 +299,7 @@ impl Common {
         options.busy_group_bytes_min = self.busy_group_kib << 10;
         options.linger = std::time::Duration::from_micros(self.linger_us);
         options.polling = self.polling;
+        options.poll_small_writes = !self.no_poll_small_writes;
         options.queue_bytes = self.queue_kib << 10;
         options
     }
@@ -334,7 +340,7 @@ impl Common {
         let mut context = print_machine(&self.dir, self.json, workload);
         self.note(&format!(
             "evstore options: sync {}, backend {:?}, segment {} MiB ({:?}), group max {} KiB, groups in flight {}, \
-             busy group min {} KiB, queue {} KiB per producer, linger {} us{}",
+             busy group min {} KiB, queue {} KiB per producer, linger {} us, poll small writes {}{}",
             o.sync.label(),
             o.backend,
             o.segment_bytes >> 20,
@@ -344,6 +350,7 @@ impl Common {
             o.busy_group_bytes_min >> 10,
             o.queue_bytes >> 10,
             o.linger.as_micros(),
+            if o.poll_small_writes { "on" } else { "off" },
             if o.polling { ", POLLING" } else { "" }
         ));
         if !self.durable() {
@@ -358,6 +365,7 @@ impl Common {
             "queue_kib": o.queue_bytes >> 10,
             "linger_us": o.linger.as_micros() as u64,
             "polling": o.polling,
+            "poll_small_writes": o.poll_small_writes,
             "sync_mode": o.sync.label(),
         });
         if let Value::Object(fields) = options {

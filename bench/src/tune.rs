@@ -124,6 +124,19 @@ const KNOBS: &[Knob] = &[
             Ok(())
         },
     },
+    Knob {
+        flag: "--poll-small-writes",
+        values: &["on", "off"],
+        get: |c| if c.no_poll_small_writes { "off" } else { "on" }.to_string(),
+        set: |c, v| {
+            c.no_poll_small_writes = match v {
+                "on" => false,
+                "off" => true,
+                other => return Err(format!("--poll-small-writes {other}: on or off")),
+            };
+            Ok(())
+        },
+    },
 ];
 
 struct Setting {

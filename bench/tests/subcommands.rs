@@ -206,8 +206,17 @@ fn tune_sweeps_each_option_and_names_the_best() {
     let lines: Vec<Value> =
         String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let options: Vec<&str> = lines.iter().map(|l| l["option"].as_str().unwrap()).collect();
-    let knobs =
-        ["in-flight", "group-kib", "sync", "segment-mib", "segment-prepare", "queue-kib", "linger-us", "polling"];
+    let knobs = [
+        "in-flight",
+        "group-kib",
+        "sync",
+        "segment-mib",
+        "segment-prepare",
+        "queue-kib",
+        "linger-us",
+        "polling",
+        "poll-small-writes",
+    ];
     for option in knobs {
         assert!(options.contains(&option), "{option} not swept: {options:?}");
     }
