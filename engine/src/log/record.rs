@@ -184,7 +184,7 @@ pub(crate) fn seal(record: &mut [u8], position: u64, version: u64, timestamp_us:
 /// a group buffer whose cache lines the device last read, and checksumming them in place after
 /// the copy (as an earlier version did) stalled the submitter on every record; profiles of the
 /// seed workload showed that CRC as half of the submitter's time. Building the 24 sealed bytes
-/// as three words (rather than on the stack, byte-wise) took the seal from 182 to 101
+/// as three words (rather than on the stack, byte-wise) took the seal from about 170 to about 100
 /// instructions per seed record, its body's copy included (callgrind).
 pub(crate) fn seal_into(target: &mut [u8], source: &[u8], position: u64, version: u64, timestamp_us: u64) -> usize {
     let length_field = u32_at(source, 0);
