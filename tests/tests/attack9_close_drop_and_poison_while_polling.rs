@@ -143,7 +143,7 @@ fn close_races_callers_appending_one_event_and_waiting() {
     let seed = seed_from_env("ATTACK9_SEED");
     let mut rng = Rng::new(seed);
     for backend in backends() {
-        for round in 0..12 {
+        for round in 0..32 {
             let asynchronous = round % 2 == 1;
             let what = format!("{backend:?} round {round}");
             let dir = temp_dir("attack9-close-race");
@@ -181,7 +181,7 @@ fn last_clone_dropped_right_after_a_small_group() {
     for backend in backends() {
         let dir = temp_dir("attack9-last-drop");
         let mut expected_events = 0u64;
-        for round in 0..60 {
+        for round in 0..120 {
             let what = format!("{backend:?} round {round}");
             let store = reopen(dir.path(), options(backend));
             let (done, finished) = mpsc::channel();
