@@ -681,8 +681,8 @@ impl Submitter {
     }
 
     /// Spins (staying `AWAKE`) for up to `IO_POLL_NS` until a write in flight completes (and is
-    /// published by `reap`), a lane is due while the pipeline has room, or the store closes or is
-    /// poisoned. Returns whether one of those happened; otherwise the caller sleeps as usual.
+    /// published by `reap`), a lane is due or a caller waits on the open group while the pipeline
+    /// has room, or the store closes or is poisoned. Returns whether one of those happened; otherwise the caller sleeps as usual.
     ///
     /// Why: sleeping until a completion costs the wake-up of a halted vCPU (20-50 us here) on top
     /// of the write; polling mode avoids it for every write, this only for small groups.
@@ -705,10 +705,13 @@ impl Submitter {
             }
             if self.in_flight.len() < self.depth {
                 self.refresh_lanes();
-                if self.lanes.iter().any(|cursor| {
+                let lane_due = self.lanes.iter().any(|cursor| {
                     let tail = cursor.lane.tail.load(Ordering::SeqCst);
                     tail != cursor.head && lane_urgent(cursor, tail)
-                }) {
+                });
+                // A caller waiting on an append of the open group (the sleep below would wake
+                // for it: this thread, awake, is not rung).
+                if lane_due || (self.current.is_some() && self.blocked_caller_pending(false)) {
                     return true;
                 }
             }

@@ -42,12 +42,13 @@ impl UringIo {
     pub(crate) fn new(slots: usize, buffers: &[(*const u8, usize)]) -> std::io::Result<UringIo> {
         // Two entries per slot (write and linked sync) and one for the doorbell's futex wait.
         let entries = ((slots * 2 + 1) as u32).next_power_of_two().max(8);
-        let ring = match IoUring::builder().setup_single_issuer().setup_coop_taskrun().build(entries) {
-            Ok(ring) => ring,
-            // Older kernels lack these flags; they are optimisations only.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::new(entries)?,
-            Err(e) => return Err(e),
-        };
+        let ring =
+            match IoUring::builder().setup_single_issuer().setup_coop_taskrun().setup_taskrun_flag().build(entries) {
+                Ok(ring) => ring,
+                // Older kernels lack these flags; they are optimisations only.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::new(entries)?,
+                Err(e) => return Err(e),
+            };
         let iovecs: Vec<libc::iovec> = buffers
             .iter()
             .map(|&(ptr, len)| libc::iovec { iov_base: ptr as *mut libc::c_void, iov_len: len })
@@ -157,8 +158,13 @@ impl IoBackend for UringIo {
 
     fn poll(&mut self) -> std::io::Result<()> {
         // The ring is set up with COOP_TASKRUN: a finished write's completion is posted by task
-        // work that runs at this thread's next entry into the kernel, which `submit` makes only
-        // when the kernel flags such work (IORING_SQ_TASKRUN); otherwise it costs a load.
+        // work that runs when this thread next enters or leaves the kernel (the caller's
+        // `yield_now` often does it). With TASKRUN_FLAG the kernel says when such work waits
+        // (IORING_SQ_TASKRUN): enter only then (`submit` always enters), else this is a load.
+        // (A ring set up without those flags posts completions by itself.)
+        if !self.ring.submission().taskrun() {
+            return Ok(());
+        }
         match self.ring.submit() {
             Ok(_) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EINTR) || e.raw_os_error() == Some(libc::EBUSY) => Ok(()),
