@@ -448,3 +448,37 @@ pub fn append_until_error<'a>(
     }
     None
 }
+
+/// The expected version of the append that makes `version` a stream's next one: `NoStream` for
+/// the first event, else `Exact(version - 1)` (a chain of single-event appends).
+pub fn expected_before(version: u64) -> ExpectedVersion {
+    if version == 0 {
+        ExpectedVersion::NoStream
+    } else {
+        ExpectedVersion::Exact(version - 1)
+    }
+}
+
+/// A pause of 0 to 300 us between appends: none, a yield, or a sleep.
+pub fn short_pause(rng: &mut Rng) {
+    match rng.below(8) {
+        0 => {}
+        1 => std::thread::yield_now(),
+        _ => std::thread::sleep(std::time::Duration::from_micros(rng.below(301))),
+    }
+}
+
+/// Reopens `dir`, retrying for up to 10 s while the last clone's submitter still holds the
+/// directory lock (a clone dropped on another thread lets it go when it exits).
+pub fn reopen_when_unlocked(dir: &Path, options: Options) -> Store {
+    let started = std::time::Instant::now();
+    loop {
+        match Store::open(dir, options.clone()) {
+            Ok(store) => return store,
+            Err(_) if started.elapsed() < std::time::Duration::from_secs(10) => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => panic!("reopen {}: {e}", dir.display()),
+        }
+    }
+}

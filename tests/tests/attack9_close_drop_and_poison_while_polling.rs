@@ -20,9 +20,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use evstore::testing::FaultPlan;
-use evstore::{Backend, Error, Event, ExpectedVersion, Options, Store, SyncMode};
+use evstore::{Backend, Error, Event, Options, Store, SyncMode};
 use evstore_tests::{
-    backends, block_on, open, payload, read_stream, seed_from_env, small_options, temp_dir, watchdog, Rng,
+    backends, block_on, expected_before, open, payload, read_stream, reopen_when_unlocked, seed_from_env, short_pause,
+    small_options, temp_dir, watchdog, Rng,
 };
 
 /// Far longer than any of these workloads takes: reaching it means a ticket never resolved.
@@ -30,37 +31,6 @@ const BOUND: Duration = Duration::from_secs(60);
 
 fn options(backend: Backend) -> Options {
     small_options(backend).poll_small_writes(true)
-}
-
-fn expected(version: u64) -> ExpectedVersion {
-    if version == 0 {
-        ExpectedVersion::NoStream
-    } else {
-        ExpectedVersion::Exact(version - 1)
-    }
-}
-
-fn pause(rng: &mut Rng) {
-    match rng.below(8) {
-        0 => {}
-        1 => std::thread::yield_now(),
-        _ => std::thread::sleep(Duration::from_micros(rng.below(301))),
-    }
-}
-
-/// Reopens `dir`, retrying while the last clone's submitter still holds the directory lock.
-fn reopen(dir: &std::path::Path, options: Options) -> Store {
-    let started = Instant::now();
-    loop {
-        match Store::open(dir, options.clone()) {
-            Ok(store) => return store,
-            Err(e) if started.elapsed() < Duration::from_secs(10) => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => panic!("reopen {}: {e}", dir.display()),
-        }
-    }
 }
 
 /// How a thread's run of single waited appends ended.
@@ -85,10 +55,10 @@ fn appenders(store: &Store, threads: usize, seed: u64, asynchronous: bool) -> mp
             let mut rng = Rng::new(seed ^ (t as u64 + 1).wrapping_mul(0x9e37_79b9));
             let mut version = 0;
             let run = loop {
-                pause(&mut rng);
+                short_pause(&mut rng);
                 let ticket = match store.append(
                     &stream,
-                    expected(version),
+                    expected_before(version),
                     [Event::new("E", payload(&stream, version, seed))],
                 ) {
                     Ok(ticket) => ticket,
@@ -163,7 +133,7 @@ fn close_races_callers_appending_one_event_and_waiting() {
                     run.error
                 );
             }
-            let store = reopen(dir.path(), options(backend));
+            let store = reopen_when_unlocked(dir.path(), options(backend));
             for run in &runs {
                 // A wait that reported `Closed` means the submitter never took the append.
                 check_run(&store, run, seed ^ round as u64, false, &what);
@@ -183,7 +153,7 @@ fn last_clone_dropped_right_after_a_small_group() {
         let mut expected_events = 0u64;
         for round in 0..120 {
             let what = format!("{backend:?} round {round}");
-            let store = reopen(dir.path(), options(backend));
+            let store = reopen_when_unlocked(dir.path(), options(backend));
             let (done, finished) = mpsc::channel();
             let version = expected_events;
             let pause_us = rng.below(301);
@@ -194,13 +164,13 @@ fn last_clone_dropped_right_after_a_small_group() {
             std::thread::spawn(move || {
                 let store = clone;
                 let waited = store
-                    .append("s", expected(version), [Event::new("E", payload("s", version, seed))])
+                    .append("s", expected_before(version), [Event::new("E", payload("s", version, seed))])
                     .and_then(evstore::Ticket::wait);
                 if pause_us > 0 {
                     std::thread::sleep(Duration::from_micros(pause_us));
                 }
                 let queued =
-                    store.append("s", expected(version + 1), [Event::new("E", payload("s", version + 1, seed))]);
+                    store.append("s", expected_before(version + 1), [Event::new("E", payload("s", version + 1, seed))]);
                 let queued_ok = queued.is_ok();
                 drop(queued);
                 drop(store);
@@ -210,12 +180,12 @@ fn last_clone_dropped_right_after_a_small_group() {
             assert_eq!(waited.unwrap_or_else(|e| panic!("{what}: waited append: {e}")), version, "{what}");
             assert!(queued_ok, "{what}: the unwaited append was refused");
             expected_events += 2;
-            let store = reopen(dir.path(), options(backend));
+            let store = reopen_when_unlocked(dir.path(), options(backend));
             let events = read_stream(&store, "s");
             assert_eq!(events.len() as u64, expected_events, "{what}: the append queued before the drop is lost");
             drop(store);
         }
-        let store = reopen(dir.path(), options(backend));
+        let store = reopen_when_unlocked(dir.path(), options(backend));
         for (version, event) in read_stream(&store, "s").iter().enumerate() {
             assert_eq!(event.data, payload("s", version as u64, seed), "{backend:?}: version {version}");
         }
@@ -232,11 +202,11 @@ fn close_from_another_thread_while_a_caller_waits() {
         let dir = temp_dir("attack9-close-waiter");
         for round in 0..60u64 {
             let what = format!("{backend:?} round {round}");
-            let store = reopen(dir.path(), options(backend));
+            let store = reopen_when_unlocked(dir.path(), options(backend));
             // A small group just published: the submitter idle-polls (or backs off).
             append_waited(&store, 2 * round, seed, &what);
             let ticket = store
-                .append("s", expected(2 * round + 1), [Event::new("E", payload("s", 2 * round + 1, seed))])
+                .append("s", expected_before(2 * round + 1), [Event::new("E", payload("s", 2 * round + 1, seed))])
                 .expect("append");
             let (done, finished) = mpsc::channel();
             let asynchronous = round % 2 == 0;
@@ -250,7 +220,7 @@ fn close_from_another_thread_while_a_caller_waits() {
             let appended = finished.recv_timeout(BOUND).unwrap_or_else(|e| panic!("{what}: the waiter hung ({e:?})"));
             assert_eq!(appended.unwrap_or_else(|e| panic!("{what}: {e}")).version, 2 * round + 1, "{what}");
         }
-        let store = reopen(dir.path(), options(backend));
+        let store = reopen_when_unlocked(dir.path(), options(backend));
         assert_eq!(read_stream(&store, "s").len(), 120, "{backend:?}");
         store.close().expect("close");
     }
@@ -258,7 +228,7 @@ fn close_from_another_thread_while_a_caller_waits() {
 
 fn append_waited(store: &Store, version: u64, seed: u64, what: &str) {
     let appended = store
-        .append("s", expected(version), [Event::new("E", payload("s", version, seed))])
+        .append("s", expected_before(version), [Event::new("E", payload("s", version, seed))])
         .and_then(evstore::Ticket::wait)
         .unwrap_or_else(|e| panic!("{what}: append {version}: {e}"));
     assert_eq!(appended.version, version, "{what}");
@@ -294,7 +264,7 @@ fn poisoned_while_polling(name: &str, written: bool, inject: impl Fn(&FaultPlan,
                     );
                 }
                 assert!(store.close().is_err(), "{what}: close reports the poisoning");
-                let store = reopen(dir.path(), small_options(backend));
+                let store = reopen_when_unlocked(dir.path(), small_options(backend));
                 for run in &runs {
                     check_run(&store, run, run_seed, written, &what);
                 }

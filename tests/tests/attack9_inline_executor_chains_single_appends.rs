@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use evstore::{Backend, Event, ExpectedVersion, Options, Store, Ticket};
-use evstore_tests::{backends, open, read_stream, small_options, temp_dir, watchdog};
+use evstore_tests::{backends, open, read_stream, reopen_when_unlocked, small_options, temp_dir, watchdog};
 
 const CHAIN: u64 = 4000;
 const BOUND: Duration = Duration::from_secs(60);
@@ -98,20 +98,6 @@ impl Wake for InlineTask {
     }
 }
 
-fn reopen(dir: &std::path::Path, options: Options) -> Store {
-    let started = Instant::now();
-    loop {
-        match Store::open(dir, options.clone()) {
-            Ok(store) => return store,
-            Err(e) if started.elapsed() < Duration::from_secs(10) => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => panic!("reopen {}: {e}", dir.display()),
-        }
-    }
-}
-
 #[test]
 fn a_task_polled_inline_by_the_submitter_chains_single_appends() {
     let _watchdog = watchdog("a_task_polled_inline_by_the_submitter_chains_single_appends", 300);
@@ -156,7 +142,7 @@ fn a_task_polled_inline_by_the_submitter_chains_single_appends() {
                 .unwrap_or_else(|e| panic!("{what}: the chain stopped: no wake-up for a pending append ({e:?})"));
             assert_eq!(outcome.unwrap_or_else(|e| panic!("{what}: {e}")), CHAIN, "{what}");
             let side_appends = side.join().expect("side thread");
-            let store = reopen(dir.path(), options(backend, poll_small_writes));
+            let store = reopen_when_unlocked(dir.path(), options(backend, poll_small_writes));
             let chain = read_stream(&store, "chain");
             assert_eq!(chain.len() as u64, CHAIN, "{what}: the chain after a reopen");
             for (version, event) in chain.iter().enumerate() {

@@ -16,9 +16,10 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use evstore::{Backend, Event, ExpectedVersion, Options, Store};
+use evstore::{Backend, Event, Options, Store};
 use evstore_tests::{
-    backends, block_on, open, payload, read_stream, seed_from_env, small_options, temp_dir, watchdog, Rng,
+    backends, block_on, expected_before, open, payload, read_stream, seed_from_env, short_pause, small_options,
+    temp_dir, watchdog, Rng,
 };
 
 /// Appends per configuration, split among its threads.
@@ -28,23 +29,6 @@ const WORKLOAD_MAX: Duration = Duration::from_secs(60);
 
 fn options(backend: Backend, poll_small_writes: bool) -> Options {
     small_options(backend).poll_small_writes(poll_small_writes)
-}
-
-fn expected(version: u64) -> ExpectedVersion {
-    if version == 0 {
-        ExpectedVersion::NoStream
-    } else {
-        ExpectedVersion::Exact(version - 1)
-    }
-}
-
-/// A pause of 0 to 300 us: none, a yield, or a sleep.
-fn pause(rng: &mut Rng) {
-    match rng.below(8) {
-        0 => {}
-        1 => std::thread::yield_now(),
-        _ => std::thread::sleep(Duration::from_micros(rng.below(301))),
-    }
 }
 
 /// `threads` threads, each with its own clone, append `per_thread` single events to their own
@@ -59,9 +43,9 @@ fn workload(store: &Store, threads: usize, per_thread: u64, asynchronous: bool, 
             let mut rng = Rng::new(seed ^ (t as u64 + 1).wrapping_mul(0x9e37_79b9));
             let result = (|| {
                 for version in 0..per_thread {
-                    pause(&mut rng);
+                    short_pause(&mut rng);
                     let ticket = store
-                        .append(&stream, expected(version), [Event::new("E", payload(&stream, version, seed))])
+                        .append(&stream, expected_before(version), [Event::new("E", payload(&stream, version, seed))])
                         .map_err(|e| format!("{stream} append {version}: {e}"))?;
                     let appended = if asynchronous { block_on(ticket) } else { ticket.wait() }
                         .map_err(|e| format!("{stream} wait {version}: {e}"))?;

@@ -19,29 +19,13 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use evstore::{Event, ExpectedVersion, Store, Ticket};
+use evstore::{Event, Store, Ticket};
 use evstore_tests::{
-    backends, block_on, groups_on_disk, open, payload, read_stream, seed_from_env, small_options, temp_dir,
-    used_segments, waiter_only_options, watchdog, Rng,
+    backends, block_on, expected_before, groups_on_disk, open, payload, read_stream, seed_from_env, short_pause,
+    small_options, temp_dir, used_segments, waiter_only_options, watchdog, Rng,
 };
 
 const BOUND: Duration = Duration::from_secs(60);
-
-fn expected(version: u64) -> ExpectedVersion {
-    if version == 0 {
-        ExpectedVersion::NoStream
-    } else {
-        ExpectedVersion::Exact(version - 1)
-    }
-}
-
-fn pause(rng: &mut Rng) {
-    match rng.below(8) {
-        0 => {}
-        1 => std::thread::yield_now(),
-        _ => std::thread::sleep(Duration::from_micros(rng.below(301))),
-    }
-}
 
 /// Runs `work` on a thread of its own; fails if it takes longer than `BOUND` (a hang).
 fn bounded<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
@@ -77,7 +61,11 @@ fn runs_of(run: u64) {
                 let tickets: Vec<Ticket> = (0..run)
                     .map(|i| {
                         worker
-                            .append("s", expected(version + i), [Event::new("E", payload("s", version + i, seed))])
+                            .append(
+                                "s",
+                                expected_before(version + i),
+                                [Event::new("E", payload("s", version + i, seed))],
+                            )
                             .expect("append")
                     })
                     .collect();
@@ -92,7 +80,7 @@ fn runs_of(run: u64) {
                     assert_eq!(ticket.wait().expect("durable").version, version + i as u64, "{worker_what}");
                 }
                 version += run;
-                pause(&mut rng);
+                short_pause(&mut rng);
             }
         });
         check_stream(&store, "s", RUNS * run, seed, &what);
@@ -147,10 +135,12 @@ fn half_full_rings_while_a_single_caller_makes_the_submitter_poll() {
                     for _ in 0..1 + rng.below(80) {
                         let mut data = payload("bulk", version, seed);
                         data.resize(1000, b'.');
-                        tickets.push(store.append("bulk", expected(version), [Event::new("E", data)]).expect("append"));
+                        tickets.push(
+                            store.append("bulk", expected_before(version), [Event::new("E", data)]).expect("append"),
+                        );
                         version += 1;
                     }
-                    pause(&mut rng);
+                    short_pause(&mut rng);
                 }
                 let started = Instant::now();
                 for (i, ticket) in tickets.into_iter().enumerate() {
@@ -165,10 +155,10 @@ fn half_full_rings_while_a_single_caller_makes_the_submitter_poll() {
             let mut rng = Rng::new(seed ^ 2);
             let mut slowest = Duration::ZERO;
             for version in 0..WAITED {
-                pause(&mut rng);
+                short_pause(&mut rng);
                 let started = Instant::now();
                 let appended = waiter
-                    .append("one", expected(version), [Event::new("E", payload("one", version, seed))])
+                    .append("one", expected_before(version), [Event::new("E", payload("one", version, seed))])
                     .and_then(Ticket::wait)
                     .unwrap_or_else(|e| panic!("{waited_what}: {e}"));
                 slowest = slowest.max(started.elapsed());
@@ -240,9 +230,9 @@ fn turns(store: &Store, turns: u64, wait_each: bool, seed: u64) -> Vec<(u64, u64
                     let _ = sender.send(version);
                     break;
                 }
-                pause(&mut rng);
+                short_pause(&mut rng);
                 let ticket = store
-                    .append("chain", expected(version), [Event::new("E", payload("chain", version, seed))])
+                    .append("chain", expected_before(version), [Event::new("E", payload("chain", version, seed))])
                     .expect("append");
                 if wait_each {
                     let appended = if version % 4 < 2 { ticket.wait() } else { block_on(ticket) };
@@ -283,9 +273,13 @@ fn polling_and_poll_small_writes_together() {
                     let stream = format!("t{t}");
                     let mut rng = Rng::new(seed ^ t);
                     for version in 0..PER_THREAD {
-                        pause(&mut rng);
+                        short_pause(&mut rng);
                         let ticket = store
-                            .append(&stream, expected(version), [Event::new("E", payload(&stream, version, seed))])
+                            .append(
+                                &stream,
+                                expected_before(version),
+                                [Event::new("E", payload(&stream, version, seed))],
+                            )
                             .expect("append");
                         let appended = if version % 2 == 0 { ticket.wait() } else { block_on(ticket) };
                         assert_eq!(appended.expect("durable").version, version);
@@ -295,7 +289,7 @@ fn polling_and_poll_small_writes_together() {
             .collect();
         bounded(&what, move || handles.into_iter().for_each(|h| h.join().expect("appender")));
         // A last append nobody waits on, then close at once: close must still write it.
-        drop(store.append("t0", expected(PER_THREAD), [Event::new("E", payload("t0", PER_THREAD, seed))]));
+        drop(store.append("t0", expected_before(PER_THREAD), [Event::new("E", payload("t0", PER_THREAD, seed))]));
         let started = Instant::now();
         store.close().expect("close");
         assert!(started.elapsed() < Duration::from_secs(5), "{what}: close took {:?}", started.elapsed());
