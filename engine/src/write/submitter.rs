@@ -625,12 +625,7 @@ impl Submitter {
             // A yield, not a bare spin: the caller this thread just woke may have been queued
             // on this core, and a spin at this thread's raised priority kept it waiting.
             std::thread::yield_now();
-            self.refresh_lanes();
-            let due = self.lanes.iter().any(|cursor| {
-                let tail = cursor.lane.tail.load(Ordering::SeqCst);
-                tail != cursor.head && lane_urgent(cursor, tail)
-            });
-            if due || self.shared.closing.load(Ordering::SeqCst) || self.poisoned() {
+            if self.a_lane_is_urgent() || self.shared.closing.load(Ordering::SeqCst) || self.poisoned() {
                 self.idle_poll.found();
                 return true;
             }
@@ -704,11 +699,7 @@ impl Submitter {
                 return true;
             }
             if self.in_flight.len() < self.depth {
-                self.refresh_lanes();
-                let lane_due = self.lanes.iter().any(|cursor| {
-                    let tail = cursor.lane.tail.load(Ordering::SeqCst);
-                    tail != cursor.head && lane_urgent(cursor, tail)
-                });
+                let lane_due = self.a_lane_is_urgent();
                 // A caller waiting on an append of the open group (the sleep below would wake
                 // for it: this thread, awake, is not rung).
                 if lane_due || (self.current.is_some() && self.blocked_caller_pending(false)) {
@@ -719,6 +710,16 @@ impl Submitter {
                 return false;
             }
         }
+    }
+
+    /// Whether a lane (new ones included) holds appends that are due at once: someone waits on
+    /// one of them, or its ring is half full (`lane_urgent`). The polls' exit test.
+    fn a_lane_is_urgent(&mut self) -> bool {
+        self.refresh_lanes();
+        self.lanes.iter().any(|cursor| {
+            let tail = cursor.lane.tail.load(Ordering::SeqCst);
+            tail != cursor.head && lane_urgent(cursor, tail)
+        })
     }
 
     /// Adds the lanes made since the last look.
